@@ -1,0 +1,56 @@
+# Every target sets itself up: the first run creates .venv with the pinned dev dependencies.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SAM_VENV := .venv-sam
+SAM_VERSION := 1.170.0
+SAM := $(if $(shell command -v sam 2>/dev/null),sam,$(SAM_VENV)/bin/sam)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint format bench run build validate deploy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-9s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv with the pinned dev dependencies
+
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+test: $(STAMP) ## run every test, offline
+	$(PY) -m pytest
+
+lint: $(STAMP) ## ruff and cfn-lint
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/cfn-lint template.yaml
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: $(STAMP) ## print the performance figures
+	$(PY) -m bench
+
+run: $(STAMP) ## run the whole pipeline locally (moto + Braze sandbox); ARGS="--help" for options
+	$(PY) -m local $(ARGS)
+
+$(SAM_VENV)/bin/sam:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
+
+build: $(if $(filter sam,$(SAM)),,$(SAM_VENV)/bin/sam) ## sam build (needs python3.12 on PATH, as SAM does)
+	$(SAM) build
+
+validate: $(if $(filter sam,$(SAM)),,$(SAM_VENV)/bin/sam) ## sam validate --lint
+	$(SAM) validate --lint
+
+deploy: build ## sam deploy (first time: make deploy ARGS=--guided)
+	$(SAM) deploy $(ARGS)
+
+clean: ## remove the environments and build output
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam

@@ -1,0 +1,16 @@
+"""`make bench`: every benchmark, one after another, each printing its table."""
+
+from bench import (
+    common,  # noqa: F401  (sets the environment first)
+    ingest,
+    packing,
+)
+
+
+def main() -> None:
+    ingest.main()
+    packing.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""IngestApiFunction: Braze-compatible /users/track and /users/identify into the events queue."""
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from braze_forwarder.ingest.api import receive
+from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.ingest.service import Answer
+from braze_forwarder.observability import MetricUnit, logger, metrics, tracer
+
+app = APIGatewayHttpResolver()
+
+
+@app.post("/users/track")
+def users_track() -> Response:
+    return _respond(*receive(app.current_event, "track", app.lambda_context))
+
+
+@app.post("/users/identify")
+def users_identify() -> Response:
+    return _respond(*receive(app.current_event, "identify", app.lambda_context))
+
+
+@app.exception_handler(RequestRejected)
+def rejected(error: RequestRejected) -> Response:
+    metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
+    return _json(error.status, error.body(), error.headers)
+
+
+@app.not_found
+def not_found(_error: Exception) -> Response:
+    return _json(404, {"type": "not_found", "reason": "no such route; POST /users/track or /users/identify"})
+
+
+@app.exception_handler(Exception)
+def unexpected(_error: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _json(
+        500,
+        {
+            "type": "internal_error",
+            "reason": "an unexpected error occurred; retry, with the same Idempotency-Key if you sent one",
+        },
+    )
+
+
+def _respond(answer: Answer, replayed: bool) -> Response:
+    return _json(answer.status, answer.body, {"Idempotent-Replayed": "true"} if replayed else {})
+
+
+def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
+    correlation = {"X-Correlation-Id": logger.get_correlation_id() or ""}
+    return Response(status, content_types.APPLICATION_JSON, body, headers={**(headers or {}), **correlation})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

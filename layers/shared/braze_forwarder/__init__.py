@@ -1,0 +1,1 @@
+"""Shared code of the Braze event forwarder: every Lambda function's logic lives here."""

@@ -1,0 +1,1 @@
+"""The ingest API's logic: authenticate, read, validate and queue what clients send."""

@@ -1,0 +1,73 @@
+"""One API request, from API Gateway's event to an answer: authenticate, read, accept once."""
+
+from __future__ import annotations
+
+import hashlib
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from braze_forwarder.config import IngestSettings, settings
+from braze_forwarder.ingest import auth, idempotency
+from braze_forwarder.ingest.body import parse_json, read_body
+from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.ingest.service import ROUTES, Answer, accept
+from braze_forwarder.observability import MetricUnit, logger, metrics
+
+
+def receive(event: APIGatewayProxyEventV2, kind: str, lambda_context: LambdaContext | None) -> tuple[Answer, bool]:
+    """Answer one /users/track or /users/identify request; return the answer and whether it is a replay."""
+    config = settings(IngestSettings)
+    try:
+        client = auth.authenticate(
+            header(event, "authorization"), config.ingest_keys_secret_arn, config.ingest_keys_max_age_seconds
+        )
+    except RequestRejected:
+        metrics.add_metric(name="Unauthorized", unit=MetricUnit.Count, value=1)
+        raise
+    logger.append_keys(client=client)
+    metrics.add_metadata(key="client", value=client)
+    key = idempotency.checked_key(header(event, "idempotency-key"))
+    data = read_body(event.body, event.is_base64_encoded, config.max_body_bytes)
+    route = ROUTES[kind]
+    correlation_id = logger.get_correlation_id()
+
+    def compute() -> Answer:
+        return accept(
+            route,
+            parse_json(data),
+            client=client,
+            correlation_id=correlation_id,
+            queue_url=config.events_queue_url,
+            max_message_bytes=config.max_message_bytes,
+            max_json_depth=config.max_json_depth,
+        )
+
+    if key is None:
+        answered = compute(), False
+    else:
+        answered = idempotency.once(
+            key,
+            client=client,
+            route=kind,
+            body_sha256=hashlib.sha256(data).hexdigest(),
+            table=config.idempotency_table,
+            ttl_seconds=config.idempotency_ttl_seconds,
+            lambda_context=lambda_context,
+            compute=compute,
+        )
+    answer, replayed = answered
+    logger.debug(
+        "request answered",
+        extra={"status": answer.status, "replayed": replayed, "errors": len(answer.body.get("errors", []))},
+    )
+    return answered
+
+
+def header(event: APIGatewayProxyEventV2, name: str) -> str | None:
+    """A request header, whatever its case (HTTP APIs lower-case names; other callers may not)."""
+    headers = event.headers or {}
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value

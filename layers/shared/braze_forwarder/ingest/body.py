@@ -1,0 +1,86 @@
+"""Reading a request body: size cap, base64, UTF-8 and strict JSON.
+
+Python's json module accepts NaN and Infinity, keeps the last of duplicate keys silently (a parser
+differential: Braze or a log reader may see the other value) and raises RecursionError rather
+than ValueError on deep nesting. Each of these becomes a 400 here, never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from braze_forwarder.ingest.errors import RequestRejected
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _NonFiniteNumber(ValueError):
+    pass
+
+
+def read_body(raw: str | None, is_base64_encoded: bool, max_bytes: int) -> bytes:
+    """The request body as bytes, base64-decoded when API Gateway encoded it, at most max_bytes."""
+    if not raw:
+        raise RequestRejected(400, "empty_body", "the request has no body; send a JSON object")
+    if is_base64_encoded:
+        if len(raw) > (max_bytes + 2) // 3 * 4:
+            raise _too_large(max_bytes)
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestRejected(400, "invalid_base64", "the body is marked base64-encoded but is not") from None
+    else:
+        if len(raw) > max_bytes:  # every character is at least one byte
+            raise _too_large(max_bytes)
+        data = raw.encode("utf-8", "surrogatepass")
+    if len(data) > max_bytes:
+        raise _too_large(max_bytes)
+    return data
+
+
+def parse_json(data: bytes) -> Any:
+    """Parse strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, no pathological nesting."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestRejected(400, "invalid_encoding", "the body is not valid UTF-8") from None
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+    except _DuplicateKey:
+        raise RequestRejected(
+            400, "duplicate_key", "an object in the body repeats a key; each key may appear once"
+        ) from None
+    except _NonFiniteNumber:
+        raise RequestRejected(400, "invalid_number", "NaN and Infinity are not JSON numbers") from None
+    except RecursionError:
+        raise RequestRejected(400, "nesting_too_deep", "the body nests arrays or objects too deeply") from None
+    except ValueError as exc:
+        raise RequestRejected(400, "malformed_json", f"the body is not valid JSON: {_position(exc)}") from None
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _DuplicateKey
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFiniteNumber(name)
+
+
+def _position(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return "a number is too long"  # CPython refuses integers of more than 4,300 digits
+
+
+def _too_large(max_bytes: int) -> RequestRejected:
+    return RequestRejected(
+        413, "payload_too_large", f"the body is larger than {max_bytes} bytes; split it into several requests"
+    )

@@ -1,0 +1,174 @@
+"""Accepting a Braze-shaped /users/track or /users/identify body: validate, queue, answer like Braze.
+
+Valid objects are queued; invalid ones are answered in Braze's non-fatal error shape
+{input_array, index, type, reason} and never queued. An existing Braze integration therefore sees
+the answers it already understands, only earlier and with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from braze_forwarder import queue
+from braze_forwarder.braze.validation import (
+    IDENTIFY_ARRAYS,
+    TRACK_ARRAYS,
+    Limits,
+    NestingTooDeep,
+    Problem,
+    check_identify_object,
+    check_track_object,
+)
+from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.observability import MetricUnit, logger, metrics, single_metric
+
+# Answers (and the idempotency records that keep them) list at most this many errors; a request
+# with more invalid objects than this is a client bug, and the count says how many were left out.
+MAX_LISTED_ERRORS = 1000
+# Tolerated and dropped: Braze's legacy way to pass its REST key. It is never queued or logged.
+_IGNORED_FIELDS = frozenset({"api_key"})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    kind: queue.Kind
+    arrays: tuple[str, ...]
+    check: Callable[[str, object, int, Limits], Problem | None]
+    counts: Callable[[dict[str, int]], dict[str, int]]
+
+
+TRACK = Route(
+    kind="track",
+    arrays=TRACK_ARRAYS,
+    check=check_track_object,
+    counts=lambda queued: {f"{array}_queued": queued[array] for array in TRACK_ARRAYS},
+)
+IDENTIFY = Route(
+    kind="identify",
+    arrays=IDENTIFY_ARRAYS,
+    check=check_identify_object,
+    counts=lambda queued: {"aliases_queued": sum(queued.values())},
+)
+ROUTES = {route.kind: route for route in (TRACK, IDENTIFY)}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+def accept(
+    route: Route,
+    document: Any,
+    *,
+    client: str,
+    correlation_id: str | None,
+    queue_url: str,
+    max_message_bytes: int,
+    max_json_depth: int,
+) -> Answer:
+    """Validate every object of a parsed body, queue the valid ones and answer as Braze would."""
+    batches = _arrays_of(route, document)
+    limits = Limits(max_object_depth=max_json_depth - 3)  # body → array → object
+    max_object_bytes = queue.max_object_bytes(max_message_bytes, client, correlation_id)
+    items: list[queue.EncodedItem] = []
+    errors: list[dict[str, Any]] = []
+    queued = dict.fromkeys(route.arrays, 0)
+    try:
+        for array, objects in batches:
+            for index, obj in enumerate(objects):
+                encoded = queue.encode_object(obj)
+                problem = route.check(array, obj, len(encoded), limits)
+                if problem is None and len(encoded) > max_object_bytes:
+                    problem = Problem(
+                        "OBJECT_TOO_LARGE",
+                        f"the object is {len(encoded)} bytes as JSON; at most {max_object_bytes} fit a queue message",
+                    )
+                if problem is not None:
+                    errors.append(
+                        {"input_array": array, "index": index, "type": problem.type, "reason": problem.reason}
+                    )
+                    continue
+                items.append(queue.EncodedItem(array, index, encoded))
+                queued[array] += 1
+    except NestingTooDeep:
+        raise RequestRejected(
+            400, "nesting_too_deep", f"the body nests arrays or objects deeper than {max_json_depth} levels"
+        ) from None
+
+    _count_rejections(errors)
+    listed = _listed(errors)
+    if not items:
+        return Answer(
+            400,
+            {
+                "message": "no valid objects",
+                "type": "no_valid_objects",
+                "reason": "every object in the request is invalid; see errors",
+                **listed,
+            },
+        )
+    messages = queue.build_messages(
+        route.kind, items, source=client, correlation_id=correlation_id, max_message_bytes=max_message_bytes
+    )
+    try:
+        queue.send_messages(queue_url, messages)
+    except queue.QueueUnavailable as exc:
+        logger.error("queue refused messages", extra={"queued": exc.queued, "total": exc.total})
+        raise RequestRejected(
+            503,
+            "queue_unavailable",
+            "the events queue did not accept the request; nothing is confirmed, retry with the same Idempotency-Key",
+            {"Retry-After": "5"},
+        ) from None
+    metrics.add_metric(name="ObjectsAccepted", unit=MetricUnit.Count, value=len(items))
+    metrics.add_metric(name="MessagesQueued", unit=MetricUnit.Count, value=len(messages))
+    return Answer(202, {"message": "success", **route.counts(queued), **listed})
+
+
+def _arrays_of(route: Route, document: Any) -> list[tuple[str, list[Any]]]:
+    expected = ", ".join(route.arrays)
+    if type(document) is not dict:
+        raise RequestRejected(400, "invalid_body", f"the body must be a JSON object with {expected}")
+    unknown = sorted(document.keys() - set(route.arrays) - _IGNORED_FIELDS)
+    if unknown:
+        raise RequestRejected(
+            400, "unknown_field", f"unknown top-level field {unknown[0]!r}; this endpoint takes {expected}"
+        )
+    batches = []
+    for array in route.arrays:
+        objects = document.get(array)
+        if objects is None:
+            continue
+        if type(objects) is not list:
+            raise RequestRejected(400, "invalid_body", f"{array!r} must be an array of objects")
+        if objects:
+            batches.append((array, objects))
+    if not batches:
+        raise RequestRejected(400, "empty_request", f"the body has no objects; send at least one in {expected}")
+    return batches
+
+
+def _listed(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(errors) <= MAX_LISTED_ERRORS:
+        return {"errors": errors}
+    return {"errors": errors[:MAX_LISTED_ERRORS], "errors_not_listed": len(errors) - MAX_LISTED_ERRORS}
+
+
+def _count_rejections(errors: list[dict[str, Any]]) -> None:
+    if not errors:
+        return
+    by_type: dict[str, int] = {}
+    for error in errors:
+        by_type[error["type"]] = by_type.get(error["type"], 0) + 1
+    for error_type, count in by_type.items():
+        with single_metric(
+            name="ObjectsRejected",
+            unit=MetricUnit.Count,
+            value=count,
+            default_dimensions=metrics.default_dimensions,
+        ) as metric:
+            metric.add_dimension(name="type", value=error_type)

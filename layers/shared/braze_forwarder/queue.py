@@ -1,0 +1,224 @@
+"""The queue message envelope, and sending envelopes to SQS.
+
+The envelope is the only contract between the ingest API (producer) and the Braze sender
+(consumer); both use this module. A message is JSON, ASCII-escaped (SQS refuses some Unicode,
+e.g. lone surrogates), versioned, and carries Braze-shaped objects with the array and index they
+had in the original request, so every delivery result can be traced back to its origin:
+
+    {"v": 1, "kind": "track", "id": "<uuid>", "source": "<client>", "received_at": "<ISO-8601>",
+     "correlation_id": "...", "items": [{"array": "events", "index": 3, "object": {...}}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from braze_forwarder import aws
+from braze_forwarder.observability import logger
+
+ENVELOPE_VERSION = 1
+Kind = Literal["track", "identify"]
+KINDS: tuple[Kind, ...] = ("track", "identify")
+
+SQS_BATCH_ENTRIES = 10
+SQS_BATCH_BYTES = 1024 * 1024
+_SEND_ATTEMPTS = 3
+
+
+class EnvelopeError(ValueError):
+    """A queue message that is not a valid envelope of a version this code understands."""
+
+
+class QueueUnavailable(RuntimeError):
+    """SQS did not accept every message after retries."""
+
+    def __init__(self, message: str, queued: int, total: int) -> None:
+        super().__init__(message)
+        self.queued = queued
+        self.total = total
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedItem:
+    """One object ready for a message: its origin and its compact ASCII JSON encoding."""
+
+    array: str
+    index: int
+    object_json: str
+
+    def fragment(self) -> str:
+        return f'{{"array":"{self.array}","index":{self.index},"object":{self.object_json}}}'
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    array: str
+    index: int
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    kind: Kind
+    id: str
+    source: str
+    received_at: str
+    correlation_id: str | None
+    items: tuple[Item, ...]
+
+
+def encode_object(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def utc_now_iso() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def envelope_overhead_bytes(max_index: int) -> int:
+    """Bytes one item's wrapper adds to its object, at most (for size-aware splitting)."""
+    return len(EncodedItem("phone_numbers_to_identify", max_index, "").fragment()) + 1
+
+
+def build_messages(
+    kind: Kind,
+    items: Sequence[EncodedItem],
+    *,
+    source: str,
+    correlation_id: str | None,
+    max_message_bytes: int,
+    received_at: str | None = None,
+) -> list[str]:
+    """Pack items, in order, into as few envelopes as fit max_message_bytes each.
+
+    The caller guarantees each item fits a message on its own (see max_object_bytes).
+    """
+    received_at = received_at or utc_now_iso()
+    messages: list[str] = []
+    fragments: list[str] = []
+    size = 0
+    head = ""
+    for item in items:
+        if not fragments:
+            head = _head(kind, source, received_at, correlation_id)
+            size = len(head) + 2
+        fragment = item.fragment()
+        if fragments and size + len(fragment) + 1 > max_message_bytes:
+            messages.append(head + ",".join(fragments) + "]}")
+            head = _head(kind, source, received_at, correlation_id)
+            fragments, size = [], len(head) + 2
+        fragments.append(fragment)
+        size += len(fragment) + 1
+    if fragments:
+        messages.append(head + ",".join(fragments) + "]}")
+    return messages
+
+
+def max_object_bytes(max_message_bytes: int, source: str, correlation_id: str | None) -> int:
+    """The largest encoded object that still fits a message of its own."""
+    head = _head("identify", source, utc_now_iso(), correlation_id)
+    return max_message_bytes - len(head) - 2 - envelope_overhead_bytes(10**9)
+
+
+def _head(kind: Kind, source: str, received_at: str, correlation_id: str | None) -> str:
+    meta = {
+        "v": ENVELOPE_VERSION,
+        "kind": kind,
+        "id": str(uuid.uuid4()),
+        "source": source,
+        "received_at": received_at,
+        "correlation_id": correlation_id,
+    }
+    return encode_object(meta)[:-1] + ',"items":['
+
+
+def decode(body: str) -> Envelope:
+    """Parse one queue message; raise EnvelopeError for anything that is not a v1 envelope."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise EnvelopeError("message body is not JSON") from exc
+    if not isinstance(data, dict) or data.get("v") != ENVELOPE_VERSION:
+        raise EnvelopeError(f"unsupported envelope version {data.get('v') if isinstance(data, dict) else None!r}")
+    kind, items = data.get("kind"), data.get("items")
+    if kind not in KINDS or not isinstance(items, list) or not isinstance(data.get("id"), str):
+        raise EnvelopeError("envelope lacks kind, id or items")
+    try:
+        decoded = tuple(Item(i["array"], int(i["index"]), i["object"]) for i in items)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EnvelopeError("envelope item lacks array, index or object") from exc
+    return Envelope(
+        kind=kind,
+        id=data["id"],
+        source=str(data.get("source", "")),
+        received_at=str(data.get("received_at", "")),
+        correlation_id=data.get("correlation_id"),
+        items=decoded,
+    )
+
+
+def send_messages(queue_url: str, bodies: Sequence[str]) -> None:
+    """Send every body with SendMessageBatch; retry what failed; raise QueueUnavailable if SQS refuses.
+
+    SendMessageBatch answers 200 even when entries fail, so each entry's outcome is read. Entries
+    SQS reports as the sender's fault are not retried: the same body would fail again.
+    """
+    pending = list(enumerate(bodies))
+    for attempt in range(_SEND_ATTEMPTS):
+        if attempt:
+            time.sleep(0.05 * 2**attempt)
+        retryable: list[tuple[int, str]] = []
+        for batch in _batches(pending):
+            failures = _send_batch(queue_url, batch)
+            if any(sender_fault for _, _, sender_fault in failures):
+                pending = [(position, body) for position, body, _ in failures]
+                break
+            retryable.extend((position, body) for position, body, _ in failures)
+        else:
+            if not retryable:
+                return
+            logger.warning("SQS refused messages, retrying", extra={"failed": len(retryable), "attempt": attempt + 1})
+            pending = retryable
+            continue
+        break
+    raise QueueUnavailable(
+        f"SQS did not accept {len(pending)} of {len(bodies)} messages",
+        queued=len(bodies) - len(pending),
+        total=len(bodies),
+    )
+
+
+def _batches(entries: Iterable[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
+    batch: list[tuple[int, str]] = []
+    size = 0
+    for position, body in entries:
+        length = len(body)
+        if batch and (len(batch) == SQS_BATCH_ENTRIES or size + length > SQS_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append((position, body))
+        size += length
+    if batch:
+        yield batch
+
+
+def _send_batch(queue_url: str, batch: list[tuple[int, str]]) -> list[tuple[int, str, bool]]:
+    """Send one batch; return the entries that failed, each with SQS's sender-fault flag."""
+    by_id = {str(position): (position, body) for position, body in batch}
+    try:
+        response = aws.client("sqs").send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": entry_id, "MessageBody": body} for entry_id, (_, body) in by_id.items()],
+        )
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning("SendMessageBatch failed", extra={"error": type(exc).__name__, "entries": len(batch)})
+        return [(position, body, False) for position, body in batch]
+    return [(*by_id[failure["Id"]], bool(failure.get("SenderFault"))) for failure in response.get("Failed", [])]
