@@ -23,13 +23,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
-
-from braze_forwarder import queue
+from braze_forwarder import queue, rejects
 from braze_forwarder.braze.client import BrazeClient, BrazeResponse, Verdict, backoff_seconds, client_for
+from braze_forwarder.braze.credentials import ApiKey
 from braze_forwarder.braze.packing import Call, Limits, pack, user_key
 from braze_forwarder.config import SenderSettings, settings
-from braze_forwarder.delivery import ledger, rejects
+from braze_forwarder.delivery import ledger
 from braze_forwarder.observability import MetricUnit, logger, metrics
 
 PATHS = {"track": "/users/track", "identify": "/users/identify"}
@@ -97,27 +96,6 @@ class _Stats:
         with self.lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
-
-
-class ApiKey:
-    """The Braze REST key, read through Powertools parameters (cached with a max age)."""
-
-    def __init__(self, secret_arn: str, max_age_seconds: int) -> None:
-        self._secret_arn = secret_arn
-        self._max_age_seconds = max_age_seconds
-        self._lock = threading.Lock()
-        self.generation = 0
-
-    def value(self) -> tuple[str, int]:
-        key = parameters.get_secret(self._secret_arn, max_age=self._max_age_seconds)
-        return str(key).strip(), self.generation
-
-    def refresh(self, seen_generation: int) -> None:
-        """Re-read the secret once per generation, however many calls saw the old key fail."""
-        with self._lock:
-            if self.generation == seen_generation:
-                parameters.get_secret(self._secret_arn, max_age=self._max_age_seconds, force_fetch=True)
-                self.generation += 1
 
 
 class _RateGate:

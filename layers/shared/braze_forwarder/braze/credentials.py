@@ -1,0 +1,33 @@
+"""The Braze REST API key, from Secrets Manager.
+
+Read through Powertools parameters, cached for BRAZE_API_KEY_MAX_AGE_SECONDS. A 401 from Braze
+re-reads it once (the key may have been rotated); every call that saw the old key fail shares
+that one re-read. The key is only ever put in the Authorization header, never logged.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from aws_lambda_powertools.utilities import parameters
+
+
+class ApiKey:
+    """The Braze REST key, read through Powertools parameters (cached with a max age)."""
+
+    def __init__(self, secret_arn: str, max_age_seconds: int) -> None:
+        self._secret_arn = secret_arn
+        self._max_age_seconds = max_age_seconds
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def value(self) -> tuple[str, int]:
+        key = parameters.get_secret(self._secret_arn, max_age=self._max_age_seconds)
+        return str(key).strip(), self.generation
+
+    def refresh(self, seen_generation: int) -> None:
+        """Re-read the secret once per generation, however many calls saw the old key fail."""
+        with self._lock:
+            if self.generation == seen_generation:
+                parameters.get_secret(self._secret_arn, max_age=self._max_age_seconds, force_fetch=True)
+                self.generation += 1
