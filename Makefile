@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 SAM_VENV := .venv-sam
 SAM_VERSION := 1.170.0
 SAM := $(if $(shell command -v sam 2>/dev/null),sam,$(SAM_VENV)/bin/sam)
+# The shared layer's package is importable as Lambda finds it on /opt/python.
+export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test lint format bench run build validate deploy clean

@@ -7,6 +7,7 @@ with SQS answered by a stub (moto would measure moto), so the figure is the prod
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 from unittest import mock
@@ -69,6 +70,11 @@ class _Context:
     @staticmethod
     def get_remaining_time_in_millis() -> int:
         return 10_000
+
+
+class _NullStream(io.TextIOBase):
+    def write(self, text: str) -> int:
+        return len(text)
 
 
 class _StubSQS:

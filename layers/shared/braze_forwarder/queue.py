@@ -74,8 +74,26 @@ class Envelope:
     items: tuple[Item, ...]
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# The C encoder json.dumps builds on each call, built once: every object of every request is
+# encoded once on the ingest path, and dumps' per-call setup cost as much as the encoding itself.
+# No circular-reference markers: the objects come from json.loads and cannot be circular.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_chunks = (
+    _c_make_encoder(None, _refuse, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
+    if _c_make_encoder is not None
+    else None
+)
+
+
 def encode_object(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    """Compact, ASCII-escaped JSON; NaN and Infinity refused (SQS and Braze both need that)."""
+    if _encode_chunks is None:
+        return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return "".join(_encode_chunks(obj, 0))
 
 
 def utc_now_iso() -> str:

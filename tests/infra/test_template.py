@@ -1,0 +1,205 @@
+"""Invariants of template.yaml that keep the deployed stack safe and correct (ARCHITECTURE.md, Tests).
+
+Written over every resource of a kind, so a function, queue or policy added later is held to the
+same rules without anyone remembering to add a test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.resources import TEMPLATE, LocalStack, load_template
+
+TEMPLATE_DOC = load_template()
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE_DOC["Resources"]
+GLOBAL_FUNCTION = TEMPLATE_DOC.get("Globals", {}).get("Function", {})
+FUNCTIONS = {lid: r["Properties"] for lid, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"}
+
+
+def defaults() -> LocalStack:
+    """Resolve parameters to their defaults (resource references are not needed for these checks)."""
+    stack = LocalStack(template=TEMPLATE_DOC, stack_name="test", region="us-east-1")
+    stack.parameters = {name: str(spec.get("Default", "")) for name, spec in TEMPLATE_DOC["Parameters"].items()}
+    return stack
+
+
+def function_setting(properties: dict[str, Any], name: str) -> Any:
+    return properties.get(name, GLOBAL_FUNCTION.get(name))
+
+
+def sqs_event_sources() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (lid, event["Properties"])
+        for lid, properties in FUNCTIONS.items()
+        for event in properties.get("Events", {}).values()
+        if event["Type"] == "SQS"
+    ]
+
+
+def queue_of(event: dict[str, Any]) -> str:
+    queue = event["Queue"]
+    assert "Fn::GetAtt" in queue, "SQS events must reference a queue of this template"
+    target = queue["Fn::GetAtt"]
+    return target[0] if isinstance(target, list) else target.split(".")[0]
+
+
+def policy_statements(properties: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = []
+    for policy in properties.get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            statements.extend(policy["Statement"])
+    return statements
+
+
+def test_cfn_lint_reports_nothing():
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_every_function_runs_python312_on_arm64(logical_id):
+    properties = FUNCTIONS[logical_id]
+    assert function_setting(properties, "Runtime") == "python3.12"
+    assert function_setting(properties, "Architectures") == ["arm64"]
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_every_function_logs_to_its_own_group_with_retention(logical_id):
+    log_group = function_setting(FUNCTIONS[logical_id], "LoggingConfig")["LogGroup"]
+    group_id = log_group["Ref"]
+    assert RESOURCES[group_id]["Type"] == "AWS::Logs::LogGroup"
+    assert "RetentionInDays" in RESOURCES[group_id]["Properties"]
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_every_function_handler_is_a_thin_app_module_that_exists(logical_id):
+    properties = FUNCTIONS[logical_id]
+    assert properties["Handler"] == "app.lambda_handler"
+    assert (TEMPLATE.parent / properties["CodeUri"] / "app.py").is_file()
+
+
+def test_every_log_group_has_retention():
+    for logical_id, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::Logs::LogGroup":
+            assert "RetentionInDays" in resource["Properties"], logical_id
+
+
+def test_the_layers_match_the_runtime_and_architecture():
+    layer = RESOURCES["SharedLayer"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    assert not (TEMPLATE.parent / "layers/shared/python").exists()  # SAM adds python/ itself
+    powertools = str(GLOBAL_FUNCTION["Layers"][0])
+    assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in powertools and "PowertoolsLayerVersion" in powertools
+
+
+@pytest.mark.parametrize(("logical_id", "event"), sqs_event_sources(), ids=lambda v: v if isinstance(v, str) else "")
+def test_sqs_consumers_report_partial_failures_and_are_bounded(logical_id, event):
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert "MaximumConcurrency" in event.get("ScalingConfig", {})
+
+
+@pytest.mark.parametrize(("logical_id", "event"), sqs_event_sources(), ids=lambda v: v if isinstance(v, str) else "")
+def test_consumer_queues_hide_messages_six_times_the_timeout_and_redrive_after_five(logical_id, event):
+    stack = defaults()
+    queue = RESOURCES[queue_of(event)]["Properties"]
+    timeout = int(stack.resolve(function_setting(FUNCTIONS[logical_id], "Timeout")))
+    window = int(stack.resolve(event.get("MaximumBatchingWindowInSeconds", 0)))
+    assert int(stack.resolve(queue["VisibilityTimeout"])) >= 6 * timeout + window
+    redrive = queue["RedrivePolicy"]
+    assert int(redrive["maxReceiveCount"]) >= 5
+    dlq = RESOURCES[redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]]["Properties"]
+    # A standard queue's message keeps its enqueue time in the DLQ: the DLQ must keep it longer.
+    assert int(dlq["MessageRetentionPeriod"]) > int(queue.get("MessageRetentionPeriod", 345600))
+    assert int(dlq["MessageRetentionPeriod"]) == 1209600
+
+
+def test_every_queue_is_encrypted():
+    for logical_id, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::SQS::Queue":
+            assert resource["Properties"].get("SqsManagedSseEnabled") is True, logical_id
+
+
+def test_every_bucket_is_encrypted_private_and_tls_only():
+    policies = {
+        r["Properties"]["Bucket"]["Ref"]: r["Properties"]["PolicyDocument"]
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::S3::BucketPolicy"
+    }
+    for logical_id, resource in RESOURCES.items():
+        if resource["Type"] != "AWS::S3::Bucket":
+            continue
+        properties = resource["Properties"]
+        assert properties["BucketEncryption"], logical_id
+        assert all(properties["PublicAccessBlockConfiguration"].values()), logical_id
+        denies = [s for s in policies[logical_id]["Statement"] if s["Effect"] == "Deny"]
+        assert any(s["Condition"]["Bool"]["aws:SecureTransport"] in (False, "false") for s in denies), logical_id
+
+
+def test_every_table_is_encrypted_and_expires_items():
+    for logical_id, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            properties = resource["Properties"]
+            assert properties["SSESpecification"]["SSEEnabled"] is True, logical_id
+            assert properties["TimeToLiveSpecification"]["Enabled"] is True, logical_id
+            assert properties["BillingMode"] == "PAY_PER_REQUEST", logical_id
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_policies_are_least_privilege(logical_id):
+    properties = FUNCTIONS[logical_id]
+    for policy in properties.get("Policies", []):
+        name = policy if isinstance(policy, str) else next(iter(policy))
+        assert "FullAccess" not in name
+        assert name not in {"S3CrudPolicy", "DynamoDBCrudPolicy", "AdministratorAccess", "PowerUserAccess"}
+    for statement in policy_statements(properties):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in action for action in actions), statement
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert all(resource != "*" for resource in resources), statement
+
+
+def test_the_api_has_explicit_routes_access_logs_and_throttling():
+    apis = [r for r in RESOURCES.values() if r["Type"] == "AWS::Serverless::HttpApi"]
+    assert apis
+    for api in apis:
+        assert api["Properties"]["AccessLogSettings"]["DestinationArn"]
+        settings = api["Properties"]["DefaultRouteSettings"]
+        assert settings["ThrottlingRateLimit"] and settings["ThrottlingBurstLimit"]
+    for properties in FUNCTIONS.values():
+        for event in properties.get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                assert event["Properties"]["Method"] != "ANY"
+                assert "proxy+" not in event["Properties"]["Path"]
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_every_environment_variable_the_settings_read_is_set(logical_id):
+    """A function's settings class finds every required variable in its template environment."""
+    from braze_forwarder import config
+
+    environment = set(defaults().template["Globals"]["Function"]["Environment"]["Variables"])
+    environment |= set(FUNCTIONS[logical_id].get("Environment", {}).get("Variables", {}))
+    settings_classes = [c for c in vars(config).values() if isinstance(c, type) and issubclass(c, config.Settings)]
+    for cls in settings_classes:
+        required = {name.upper() for name, field in cls.model_fields.items() if field.is_required()}
+        if required and required <= environment:
+            return  # this function's settings are complete
+    if not any(name.endswith(("_URL", "_ARN", "_TABLE", "_BUCKET")) for name in environment):
+        return  # a function without settings
+    pytest.fail(f"{logical_id}: no settings class finds all its required variables in {sorted(environment)}")
+
+
+def test_samconfig_has_dev_and_prod_and_no_account_values():
+    text = (Path(TEMPLATE).parent / "samconfig.toml").read_text()
+    for section in ("[dev.deploy.parameters]", "[prod.deploy.parameters]", "[default.validate.parameters]"):
+        assert section in text
+    assert "resolve_s3 = true" in text and "lint = true" in text
+    assert "s3_bucket" not in text and "123456789012" not in text
