@@ -2,6 +2,8 @@
 
 from bench import (
     common,  # noqa: F401  (sets the environment first)
+    datapoints,
+    exports,
     ingest,
     packing,
 )
@@ -10,6 +12,8 @@ from bench import (
 def main() -> None:
     ingest.main()
     packing.main()
+    datapoints.main()
+    exports.main()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ types below; anything else is reported, not guessed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,17 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return cfn_yaml.load(str(path))
 
 
+class UnresolvedReference(KeyError):
+    """A Ref or GetAtt to something the local AWS does not have (a resource type without a creator)."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0])
+
+
+class InvalidParameter(ValueError):
+    """A parameter override that CloudFormation would refuse."""
+
+
 @dataclass
 class LocalStack:
     """Physical names of the template's resources in the local AWS."""
@@ -35,6 +47,8 @@ class LocalStack:
     parameters: dict[str, str] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)
+    api_base_url: str | None = None  # where the local stack serves the template's HTTP APIs
+    local_api_urls: dict[str, str] = field(default_factory=dict)  # API id → api_base_url
 
     def resolve(self, value: Any) -> Any:
         """Resolve the intrinsic functions this template uses into plain values."""
@@ -44,9 +58,12 @@ class LocalStack:
                 return self._ref(argument)
             if name == "Fn::GetAtt":
                 logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
-                return self.attributes[(logical_id, attribute)]
+                return self._attribute(logical_id, attribute)
             if name == "Fn::Sub":
                 return self._sub(argument)
+            if name.startswith("Fn::") or name == "Condition":
+                # Resolving it into something plausible would be a guess: say what to add instead.
+                raise UnresolvedReference(f"{name} is not resolved locally; add it to LocalStack.resolve")
         if isinstance(value, dict):
             return {key: self.resolve(item) for key, item in value.items()}
         if isinstance(value, list):
@@ -58,7 +75,26 @@ class LocalStack:
         globals_env = self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
         resource = self.template["Resources"][logical_id]["Properties"]
         own_env = resource.get("Environment", {}).get("Variables", {})
-        return {name: str(self.resolve(value)) for name, value in {**globals_env, **own_env}.items()}
+        environment = {}
+        for name, value in {**globals_env, **own_env}.items():
+            try:
+                environment[name] = self._local_url(str(self.resolve(value)))
+            except UnresolvedReference as exc:
+                raise UnresolvedReference(f"{logical_id}'s environment variable {name}: {exc}") from None
+        return environment
+
+    def function_property(self, logical_id: str, name: str, default: Any = None) -> Any:
+        """A function's property as SAM sees it: its own value, else Globals.Function's, resolved."""
+        own = self.template["Resources"][logical_id].get("Properties", {})
+        globals_function = self.template.get("Globals", {}).get("Function", {})
+        return self.resolve(own.get(name, globals_function.get(name, default)))
+
+    def _local_url(self, value: str) -> str:
+        # The template builds its HTTP API's URL from the API id (https://<id>.execute-api.<region>...);
+        # locally that API is served on loopback, so the functions get the URL that answers.
+        for api_id, local_url in self.local_api_urls.items():
+            value = value.replace(f"https://{api_id}.execute-api.{self.region}.amazonaws.com", local_url)
+        return value
 
     def functions(self) -> dict[str, dict[str, Any]]:
         return {
@@ -79,7 +115,23 @@ class LocalStack:
             return pseudo[name]
         if name in self.parameters:
             return self.parameters[name]
+        if name not in self.refs:
+            raise UnresolvedReference(f"Ref {name}: {self._not_created(name)}")
         return self.refs[name]
+
+    def _attribute(self, logical_id: str, attribute: str) -> str:
+        if (logical_id, attribute) not in self.attributes:
+            raise UnresolvedReference(f"GetAtt {logical_id}.{attribute}: {self._not_created(logical_id)}")
+        return self.attributes[(logical_id, attribute)]
+
+    def _not_created(self, logical_id: str) -> str:
+        resource = self.template.get("Resources", {}).get(logical_id)
+        if resource is None:
+            return "no such parameter or resource in the template"
+        return (
+            f"the local stack does not create {resource['Type']} resources; "
+            "add a creator for that type to local/resources.py"
+        )
 
     def _sub(self, argument: Any) -> str:
         text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], argument[1])
@@ -91,7 +143,7 @@ class LocalStack:
                 return resolved[name]
             if "." in name and not name.startswith("AWS::"):
                 logical_id, attribute = name.split(".", 1)
-                return self.attributes[(logical_id, attribute)]
+                return self._attribute(logical_id, attribute)
             return str(self._ref(name))
 
         return _SUB_VARIABLE.sub(replace, text)
@@ -103,12 +155,21 @@ def create_resources(
     stack_name: str = "braze-forwarder",
     parameter_overrides: dict[str, str] | None = None,
     template: dict[str, Any] | None = None,
+    api_base_url: str | None = None,
 ) -> LocalStack:
-    """Create the template's stateful resources with a boto3 session pointed at the local AWS."""
+    """Create the template's stateful resources with a boto3 session pointed at the local AWS.
+
+    api_base_url: where the template's HTTP APIs are served locally; the functions' environment then
+    holds that URL wherever the template builds the API's AWS URL.
+    """
     template = template or load_template()
-    stack = LocalStack(template=template, stack_name=stack_name, region=session.region_name)
-    defaults = {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
-    stack.parameters = {**defaults, **(parameter_overrides or {})}
+    stack = LocalStack(template=template, stack_name=stack_name, region=session.region_name, api_base_url=api_base_url)
+    specs = template.get("Parameters", {})
+    defaults = {name: str(spec.get("Default", "")) for name, spec in specs.items()}
+    for name, value in (parameter_overrides or {}).items():
+        _check_parameter(name, str(value), specs)
+    stack.parameters = {**defaults, **{name: str(value) for name, value in (parameter_overrides or {}).items()}}
+    _register_implicit_http_api(stack)
     resources = template["Resources"]
     # Dead-letter queues first: their ARNs appear in the other queues' redrive policies.
     ordered = sorted(resources, key=lambda lid: "RedrivePolicy" in resources[lid].get("Properties", {}))
@@ -120,8 +181,54 @@ def create_resources(
     return stack
 
 
+def _check_parameter(name: str, value: str, specs: dict[str, Any]) -> None:
+    """Refuse what CloudFormation would refuse, so a local run cannot use a value a deploy cannot."""
+    if name not in specs:
+        raise InvalidParameter(f"{name}: no such parameter in template.yaml (known: {', '.join(sorted(specs))})")
+    spec = specs[name]
+    allowed = [str(option) for option in spec.get("AllowedValues", [])]
+    if allowed and value not in allowed:
+        raise InvalidParameter(f"{name}={value}: must be one of {', '.join(allowed)}")
+    pattern = spec.get("AllowedPattern")
+    if pattern and not re.fullmatch(str(pattern), value):
+        raise InvalidParameter(f"{name}={value}: must match {pattern}")
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise InvalidParameter(f"{name}={value}: must be a number") from None
+        if "MinValue" in spec and number < float(spec["MinValue"]):
+            raise InvalidParameter(f"{name}={value}: must be at least {spec['MinValue']}")
+        if "MaxValue" in spec and number > float(spec["MaxValue"]):
+            raise InvalidParameter(f"{name}={value}: must be at most {spec['MaxValue']}")
+
+
 def _physical_name(stack: LocalStack, logical_id: str) -> str:
     return f"{stack.stack_name}-{logical_id}"
+
+
+def _api_id(logical_id: str) -> str:
+    # API Gateway ids are 10 lower-case letters and digits; a stable one keeps local URLs predictable.
+    return hashlib.sha256(logical_id.encode()).hexdigest()[:10]
+
+
+def _create_http_api(session: Any, stack: LocalStack, logical_id: str, properties: dict[str, Any]) -> None:
+    """Nothing to create in moto: the local stack serves the routes itself (local/api_gateway.py)."""
+    api_id = _api_id(logical_id)
+    stack.refs[logical_id] = api_id
+    stack.attributes[(logical_id, "ApiId")] = api_id
+    stack.attributes[(logical_id, "ApiEndpoint")] = f"https://{api_id}.execute-api.{stack.region}.amazonaws.com"
+    if stack.api_base_url:
+        stack.local_api_urls[api_id] = stack.api_base_url
+
+
+def _register_implicit_http_api(stack: LocalStack) -> None:
+    # SAM creates ServerlessHttpApi for HttpApi events that name no ApiId.
+    for properties in stack.functions().values():
+        for event in (properties.get("Events") or {}).values():
+            if event.get("Type") == "HttpApi" and "ApiId" not in (event.get("Properties") or {}):
+                _create_http_api(None, stack, "ServerlessHttpApi", {})
+                return
 
 
 def _create_queue(session: Any, stack: LocalStack, logical_id: str, properties: dict[str, Any]) -> None:
@@ -172,7 +279,19 @@ def _create_bucket(session: Any, stack: LocalStack, logical_id: str, properties:
     stack.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
 
 
+def _create_log_group(session: Any, stack: LocalStack, logical_id: str, properties: dict[str, Any]) -> None:
+    name = str(stack.resolve(properties.get("LogGroupName", f"/{stack.stack_name}/{logical_id}")))
+    logs = session.client("logs")
+    logs.create_log_group(logGroupName=name)
+    if "RetentionInDays" in properties:
+        logs.put_retention_policy(logGroupName=name, retentionInDays=int(stack.resolve(properties["RetentionInDays"])))
+    stack.refs[logical_id] = name
+    stack.attributes[(logical_id, "Arn")] = f"arn:aws:logs:{stack.region}:{stack.account_id}:log-group:{name}:*"
+
+
 _CREATORS = {
+    "AWS::Serverless::HttpApi": _create_http_api,
+    "AWS::Logs::LogGroup": _create_log_group,
     "AWS::SQS::Queue": _create_queue,
     "AWS::DynamoDB::Table": _create_table,
     "AWS::SecretsManager::Secret": _create_secret,

@@ -1,4 +1,5 @@
-"""IngestApiFunction: Braze-compatible /users/track and /users/identify into the events queue."""
+"""IngestApiFunction: Braze-compatible /users/track and /users/identify, and signed payment webhooks,
+into the events queue."""
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
@@ -7,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from braze_forwarder.ingest.api import receive
 from braze_forwarder.ingest.errors import RequestRejected
 from braze_forwarder.ingest.service import Answer
+from braze_forwarder.ingest.webhooks.receiver import receive_webhook
 from braze_forwarder.observability import MetricUnit, logger, metrics, tracer
 
 app = APIGatewayHttpResolver()
@@ -22,6 +24,12 @@ def users_identify() -> Response:
     return _respond(*receive(app.current_event, "identify", app.lambda_context))
 
 
+# No bearer key: the provider's signature over the raw body is the authentication.
+@app.post("/webhooks/<provider>")
+def webhook(provider: str) -> Response:
+    return _respond(receive_webhook(app.current_event, provider, app.lambda_context), False)
+
+
 @app.exception_handler(RequestRejected)
 def rejected(error: RequestRejected) -> Response:
     metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
@@ -30,7 +38,10 @@ def rejected(error: RequestRejected) -> Response:
 
 @app.not_found
 def not_found(_error: Exception) -> Response:
-    return _json(404, {"type": "not_found", "reason": "no such route; POST /users/track or /users/identify"})
+    return _json(
+        404,
+        {"type": "not_found", "reason": "no such route; POST /users/track, /users/identify or /webhooks/{provider}"},
+    )
 
 
 @app.exception_handler(Exception)
@@ -46,7 +57,10 @@ def unexpected(_error: Exception) -> Response:
 
 
 def _respond(answer: Answer, replayed: bool) -> Response:
-    return _json(answer.status, answer.body, {"Idempotent-Replayed": "true"} if replayed else {})
+    if not replayed:
+        return _json(answer.status, answer.body)
+    metrics.add_metric(name="RequestsReplayed", unit=MetricUnit.Count, value=1)
+    return _json(answer.status, answer.body, {"Idempotent-Replayed": "true"})
 
 
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:

@@ -281,6 +281,31 @@ def test_a_partly_delivered_message_sends_only_the_rest_when_it_comes_back(send,
     assert len(entry["done"]["NS"]) == 75
 
 
+def test_an_unexpected_error_in_one_call_fails_only_its_objects_and_the_rest_is_recorded(
+    send, braze, aws_stack, monkeypatch
+):
+    from braze_forwarder.braze.client import BrazeClient
+
+    real_post = BrazeClient.post
+    calls = []
+
+    def post_failing_the_second_call(self, path, body, api_key):
+        calls.append(path)
+        if len(calls) == 2:
+            raise RuntimeError("a bug")
+        return real_post(self, path, body, api_key)
+
+    monkeypatch.setattr(BrazeClient, "post", post_failing_the_second_call)
+    body = envelope(events(0, 150))  # one message, two calls
+
+    first = send(body)
+    monkeypatch.setattr(BrazeClient, "post", real_post)
+    second = send(body)
+
+    assert failed_ids(first) == ["msg-0"] and failed_ids(second) == []
+    assert processed_seqs(braze) == Counter(range(150))  # nothing went out twice
+
+
 def test_no_call_starts_when_the_invocation_is_out_of_time(send, braze):
     response = send(envelope(events(0, 3)), remaining_ms=1000)
 
@@ -313,7 +338,7 @@ def test_a_wrong_key_fails_the_batch_after_one_reread_and_says_what_to_fix(send,
     assert sorted(failed_ids(response)) == ["msg-0", "msg-1"]
     assert [r.status for r in track_calls(braze)] == [401, 401]
     output = logs()
-    assert output.count('"level":"ERROR","location":"_raise_unusable') == 1  # logged once…
+    assert output.count('"level":"ERROR","location":"_note_failure') == 1  # logged once…
     assert "401 Unauthorized twice" in output  # …saying what to fix…
     assert '"wrong"' not in output  # …and not the key
 

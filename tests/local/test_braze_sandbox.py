@@ -1073,7 +1073,7 @@ def test_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_the_module_runs_in_the_foreground_and_stops_on_sigterm() -> None:
-    process = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter and module
+    process = subprocess.Popen(
         [sys.executable, "-m", "local.braze_sandbox", "--port", "0", "--error-rate", "0"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,

@@ -92,6 +92,19 @@ def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
     return (rng or _RNG).uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt))
 
 
+def retry_delay_seconds(response: BrazeResponse, attempt: int) -> float:
+    """How long to wait before retrying a RATE_LIMITED or RETRY answer.
+
+    A 429 waits what Braze's rate-limit headers say; without them, and for 5xx, timeouts and
+    dropped connections, exponential backoff. The sender and the export starter both wait this.
+    """
+    if response.verdict is Verdict.RATE_LIMITED:
+        wait_seconds = response.wait_seconds()
+        if wait_seconds is not None:
+            return wait_seconds
+    return backoff_seconds(attempt)
+
+
 class BrazeClient:
     """POSTs JSON to one Braze REST endpoint over a keep-alive connection pool."""
 

@@ -24,11 +24,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from braze_forwarder import queue, rejects
-from braze_forwarder.braze.client import BrazeClient, BrazeResponse, Verdict, backoff_seconds, client_for
+from braze_forwarder.braze.client import (
+    BrazeClient,
+    BrazeResponse,
+    Verdict,
+    backoff_seconds,
+    client_for,
+    retry_delay_seconds,
+)
 from braze_forwarder.braze.credentials import ApiKey
 from braze_forwarder.braze.packing import Call, Limits, pack, user_key
 from braze_forwarder.config import SenderSettings, settings
 from braze_forwarder.delivery import ledger
+from braze_forwarder.delivery.savings import DataPointSavings
 from braze_forwarder.observability import MetricUnit, logger, metrics
 
 PATHS = {"track": "/users/track", "identify": "/users/identify"}
@@ -71,6 +79,8 @@ class Parcel:
     position: int  # in the envelope's items: what the ledger records
     index: int  # in the client's original request array: what the client knows
     state: State = State.PENDING
+    # A coalesced object (delivery.savings) stands for these parcels of the messages; empty: itself.
+    members: list[Parcel] = field(default_factory=list)
 
 
 @dataclass
@@ -165,6 +175,7 @@ class Sender:
         self._records: list[dict[str, Any]] = []
         self._records_kept = True
         self._deadline = 0.0
+        self._savings = DataPointSavings.for_settings(config)
 
     # ------------------------------------------------------------------ the batch
 
@@ -174,10 +185,11 @@ class Sender:
         messages = [Message(message_id, body) for message_id, body in records]
         outcome = Outcome(failed_message_ids=[])
         self._open(messages, outcome)
-        calls = {
-            kind: pack([p for m in messages for p in m.parcels if p.kind == kind], self.limits[kind]) for kind in PATHS
-        }
+        parcels = self._savings.prepare([p for m in messages for p in m.parcels])
+        calls = {kind: pack([p for p in parcels if p.kind == kind], self.limits[kind]) for kind in PATHS}
         self._send_all(calls)
+        # Members take their coalesced object's state; the last-sent store learns what Braze accepted.
+        self._savings.settle(self._deadline + self.config.time_reserve_seconds / 2)
         for parcel in (p for m in messages for p in m.parcels):
             if parcel.state is State.PENDING:
                 parcel.state = State.FAILED
@@ -239,7 +251,7 @@ class Sender:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     call = running.pop(future)
-                    self._raise_unusable(future)
+                    self._note_failure(future, call)
                     succeeded = all(p.state in DONE for p in call.parcels)
                     for kind, follower in followers.pop(id(call), []):
                         if succeeded and not self._stop.is_set():
@@ -247,16 +259,21 @@ class Sender:
                         else:  # sending it now could apply a user's objects out of order
                             _fail_chain(follower, followers)
 
-    def _raise_unusable(self, future: Future[None]) -> None:
+    def _note_failure(self, future: Future[None], call: Call[Parcel]) -> None:
+        """A call that raised fails its own objects; the batch still settles, so what was delivered
+        elsewhere is recorded in the ledger rather than sent again."""
         error = future.exception()
+        if error is None:
+            return
+        _mark(call.parcels, State.FAILED)
         if isinstance(error, BrazeUnusable):
             if not self._stop.is_set():
                 logger.error(str(error))
                 metrics.add_metric(name="BrazeConfigurationErrors", unit=MetricUnit.Count, value=1)
             self._stop.set()
-        elif error is not None:
-            self._stop.set()
-            raise error
+        else:
+            logger.error("unexpected error in a Braze call", exc_info=error)
+            metrics.add_metric(name="SenderErrors", unit=MetricUnit.Count, value=1)
 
     def _send(self, kind: str, parcels: list[Parcel]) -> None:
         """Deliver parcels in one call, or in smaller ones when Braze refuses the call; set their states."""
@@ -292,7 +309,7 @@ class Sender:
             self._stats.add(retried=1)
             if verdict is Verdict.RATE_LIMITED:
                 self._stats.add(rate_limited=1)
-                self._gate.hold(_wait_or_backoff(response, attempt))
+                self._gate.hold(retry_delay_seconds(response, attempt))
             else:
                 pause = backoff_seconds(attempt)
                 if time.monotonic() + pause + self._attempt_seconds > self._deadline:
@@ -350,7 +367,12 @@ class Sender:
         error: dict[str, Any] | None = None,
     ) -> None:
         parcel.state = State.REJECTED
-        self._keep(_rejection_record(parcel, error_type, reason, response, error))
+        # A coalesced object is kept as its members, each with its own object, to be replayed as sent.
+        for member in parcel.members or [parcel]:
+            record = _rejection_record(member, error_type, reason, response, error)
+            if parcel.members:
+                record["coalesced_with"] = len(parcel.members) - 1
+            self._keep(record)
 
     def _keep(self, record: dict[str, Any]) -> None:
         with self._records_lock:
@@ -405,6 +427,7 @@ class Sender:
             ("CallsRetried", self._stats.retried),
             ("RateLimited", self._stats.rate_limited),
             ("MessagesFailed", len(outcome.failed_message_ids)),
+            *self._savings.counts.items(),
         ):
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         metrics.add_metric(
@@ -454,11 +477,6 @@ def _fail_chain(call: Call[Parcel], followers: dict[int, list[tuple[str, Call[Pa
     _mark(call.parcels, State.FAILED)
     for _, follower in followers.pop(id(call), []):
         _fail_chain(follower, followers)
-
-
-def _wait_or_backoff(response: BrazeResponse, attempt: int) -> float:
-    wait_seconds = response.wait_seconds()
-    return wait_seconds if wait_seconds is not None else backoff_seconds(attempt)
 
 
 def _braze_error_type(response: BrazeResponse) -> str:
@@ -524,7 +542,7 @@ def _unmapped_record(
             "message": "Braze reported errors that name no object of the call",
         },
         "braze": {"status": response.status, "message": response.message, "errors": errors},
-        "origin": {"kind": kind, "objects": [_origin(p) for p in parcels]},
+        "origin": {"kind": kind, "objects": [_origin(m) for p in parcels for m in p.members or [p]]},
         "object": None,
     }
 

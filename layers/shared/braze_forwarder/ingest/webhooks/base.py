@@ -1,0 +1,266 @@
+"""The provider interface, and what every provider shares: signature checks, times, users, objects.
+
+A provider is one module with one object that has
+
+    name                      "stripe", "paddle": the path segment of POST /webhooks/{name} and the
+                              key of its signing secrets in the webhook-secrets secret;
+    verify(body, headers, secrets, now, settings) -> ProviderEvent
+                              check the signature over the exact raw bytes, then parse; every failure
+                              is a RequestRejected (4xx) with a stable `type`, never another exception;
+    expected_livemode(settings) -> bool | None
+                              the livemode this deployment takes (None: the provider does not say);
+    map(event, settings) -> Mapped | Ignored | UserNotFound
+                              pure: Braze objects (or why none), no I/O. A verified event whose shape
+                              cannot be read raises MappingError and is kept as rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from braze_forwarder.config import WebhookSettings
+from braze_forwarder.ingest.errors import RequestRejected
+
+Array = Literal["attributes", "events", "purchases"]
+
+# Event ids become DynamoDB keys and log fields: a bounded, printable alphabet.
+EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+EVENT_TYPE = re.compile(r"[a-z0-9_.]{1,255}")
+# Unix seconds; [0-9] rather than \d, which also matches non-ASCII digits.
+UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+# A header this long is not a provider's; refusing it bounds the work an unsigned request causes.
+MAX_SIGNATURE_HEADER_CHARS = 4096
+MAX_SIGNATURES = 16
+MAX_STRING = 255
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """One verified provider event."""
+
+    provider: str
+    id: str
+    """The provider's event id: the same on every retry, so it is the idempotency key."""
+    type: str
+    livemode: bool | None
+    """None when the provider's events do not say (Paddle keeps sandbox and live apart by secret)."""
+    occurred_at: str
+    """The provider's event time, ISO 8601 UTC: the `time` of every Braze object made from it."""
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BrazeObject:
+    array: Array
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    objects: tuple[BrazeObject, ...]
+    payment_keys: tuple[str, ...] = ()
+    """Ids of the money this event counts (PaymentIntent, invoice): one purchase per payment, whichever
+    of the provider's several events for it arrives first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserNotFound:
+    reason: str
+    objects: tuple[BrazeObject, ...]
+    """What would have been sent, without an identifier: an operator can add one and replay it."""
+
+
+Outcome = Mapped | Ignored | UserNotFound
+
+
+class MappingError(Exception):
+    """A verified event whose shape the mapping cannot read; the message is the reason kept with it.
+
+    Messages name fields, never their values (values are emails, names, addresses).
+    """
+
+
+class Provider(Protocol):
+    name: str
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, settings: WebhookSettings
+    ) -> ProviderEvent: ...
+
+    def expected_livemode(self, settings: WebhookSettings) -> bool | None: ...
+
+    def map(self, event: ProviderEvent, settings: WebhookSettings) -> Outcome: ...
+
+
+# ---------------------------------------------------------------------------------------------------
+# Signatures
+# ---------------------------------------------------------------------------------------------------
+
+
+def any_signature_matches(secrets: Sequence[str], signed: bytes, presented: Sequence[str]) -> bool:
+    """Whether any presented hex HMAC-SHA256 of `signed` matches any secret, compared in constant time.
+
+    Both sides are bytes: hmac.compare_digest raises TypeError for a str with non-ASCII characters,
+    which would turn an attacker's `v1=é` into a 500. Every pair is compared, so the time taken says
+    nothing about which secret or which signature matched.
+    """
+    candidates = [value.encode("utf-8", "surrogatepass") for value in presented]
+    matched = False
+    for secret in secrets:
+        expected = hmac.new(secret.encode("utf-8", "surrogatepass"), signed, hashlib.sha256).hexdigest().encode()
+        for candidate in candidates:
+            matched |= hmac.compare_digest(expected, candidate)
+    return matched
+
+
+def check_timestamp(timestamp: int, now: float, tolerance_seconds: int, header: str) -> None:
+    """Refuse a signature timestamp outside now ± tolerance: both directions, unlike Stripe's library."""
+    if timestamp < now - tolerance_seconds:
+        raise RequestRejected(
+            401,
+            "stale_timestamp",
+            f"the {header} timestamp is more than {tolerance_seconds} seconds old; a replay is refused",
+        )
+    if timestamp > now + tolerance_seconds:
+        raise RequestRejected(
+            401,
+            "future_timestamp",
+            f"the {header} timestamp is more than {tolerance_seconds} seconds in the future; check the sender's clock",
+        )
+
+
+def missing_signature(header: str) -> RequestRejected:
+    return RequestRejected(401, "missing_signature", f"the {header} header is missing; the request is not signed")
+
+
+def malformed_header(header: str, detail: str) -> RequestRejected:
+    return RequestRejected(400, "malformed_signature_header", f"the {header} header is malformed: {detail}")
+
+
+def invalid_signature(header: str) -> RequestRejected:
+    return RequestRejected(
+        401,
+        "invalid_signature",
+        f"no signature in {header} matches the body with this endpoint's signing secrets",
+    )
+
+
+def invalid_event(reason: str) -> RequestRejected:
+    return RequestRejected(400, "invalid_event", reason)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Times
+# ---------------------------------------------------------------------------------------------------
+
+
+def iso_from_unix(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_from_rfc3339(value: str) -> str | None:
+    """An RFC 3339 date-time as ISO 8601 UTC with milliseconds, or None when it is not one."""
+    if not (10 < len(value) <= 40 and value.isascii() and value[10] in "Tt"):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Users and objects
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    identifier: dict[str, Any]
+
+    @classmethod
+    def external_id(cls, value: str) -> User:
+        return cls({"external_id": value})
+
+    @classmethod
+    def alias(cls, name: str, label: str) -> User:
+        return cls({"user_alias": {"alias_name": name, "alias_label": label}})
+
+
+def text(value: object) -> str | None:
+    """A non-blank string, else None."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def short_text(value: object) -> str | None:
+    """A non-blank string cut to Braze's 255-character limit for property values, else None."""
+    found = text(value)
+    return found[:MAX_STRING] if found is not None else None
+
+
+def object_id(value: object) -> str | None:
+    """An id field that the provider sends either as the id or as the expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return text(value)
+
+
+def event_object(name: str, time: str, properties: dict[str, Any]) -> BrazeObject:
+    return BrazeObject("events", {"name": name, "time": time, "properties": _present(properties)})
+
+
+def purchase_object(product_id: str, currency: str, price: float, time: str, properties: dict[str, Any]) -> BrazeObject:
+    # Quantity 1 with the line's whole amount: Braze records quantity n as n purchases, caps it at
+    # 100, and seats or usage can exceed that; the provider's quantity goes in the properties.
+    return BrazeObject(
+        "purchases",
+        {
+            "product_id": product_id[:MAX_STRING],
+            "currency": currency,
+            "price": price,
+            "quantity": 1,
+            "time": time,
+            "properties": _present(properties),
+        },
+    )
+
+
+def for_user(
+    user: User | None, objects: list[BrazeObject], *, not_found: str, payment_keys: tuple[str, ...] = ()
+) -> Mapped | UserNotFound:
+    """The objects addressed to `user`, or UserNotFound with them unaddressed."""
+    if user is None:
+        return UserNotFound(not_found, tuple(objects))
+    addressed = [BrazeObject(o.array, {**user.identifier, **o.object}) for o in objects]
+    if "user_alias" in user.identifier:
+        # Events and purchases never create an alias-only profile (BRAZE_API.md §2.3); an attributes
+        # object with _update_existing_only false, processed before them, makes sure it exists.
+        addressed.insert(0, BrazeObject("attributes", {**user.identifier, "_update_existing_only": False}))
+    return Mapped(tuple(addressed), payment_keys)
+
+
+def _present(properties: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in properties.items() if value is not None}
+
+
+def dig(value: Any, *path: str) -> Any:
+    """value[path[0]][path[1]]..., or None as soon as a step is not an object holding the key."""
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
