@@ -203,3 +203,57 @@ def test_samconfig_has_dev_and_prod_and_no_account_values():
         assert section in text
     assert "resolve_s3 = true" in text and "lint = true" in text
     assert "s3_bucket" not in text and "123456789012" not in text
+
+
+def _code_text() -> str:
+    root = TEMPLATE.parent
+    files = [*(root / "layers/shared/braze_forwarder").rglob("*.py"), *(root / "functions").rglob("*.py")]
+    return "\n".join(path.read_text() for path in files)
+
+
+def _watched_custom_metrics() -> set[str]:
+    """Every BrazeForwarder metric an alarm or the dashboard reads."""
+    import json
+    import re
+
+    names: set[str] = set()
+    for resource in RESOURCES.values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            if properties.get("Namespace") == "BrazeForwarder":
+                names.add(properties["MetricName"])
+            for query in properties.get("Metrics", []):
+                metric = query.get("MetricStat", {}).get("Metric", {})
+                if metric.get("Namespace") == "BrazeForwarder":
+                    names.add(metric["MetricName"])
+        if resource["Type"] == "AWS::CloudWatch::Dashboard":
+            body = json.loads(re.sub(r"\$\{[^}]+\}", "x", properties["DashboardBody"]["Fn::Sub"]))
+            for widget in body["widgets"]:
+                namespace = None
+                for row in widget["properties"].get("metrics", []):
+                    if isinstance(row[0], dict):
+                        names.update(re.findall(r'MetricName=\\?"(\w+)\\?"', row[0]["expression"]))
+                        continue
+                    namespace = namespace if row[0] == "." else row[0]
+                    if namespace == "BrazeForwarder":
+                        names.add(row[1])
+    return names
+
+
+def test_every_metric_an_alarm_or_the_dashboard_watches_is_emitted_by_the_code():
+    code = _code_text()
+    watched = _watched_custom_metrics()
+    assert {"ObjectsAccepted", "BrazeCalls", "ExportsCompleted"} <= watched  # the parsing found them
+    missing = sorted(name for name in watched if f'"{name}"' not in code)
+    assert missing == [], f"watched but never emitted: {missing}"
+
+
+def test_every_alarm_notifies_the_topic_and_has_a_runbook_entry():
+    readme = (TEMPLATE.parent / "README.md").read_text()
+    alarms = {lid: r["Properties"] for lid, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {"EventsDLQNotEmptyAlarm", "EventsBacklogAgeAlarm", "SenderErrorsAlarm", "Api5xxAlarm"} <= set(alarms)
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for logical_id, properties in alarms.items():
+        assert properties["AlarmActions"] == notify
+        assert "TreatMissingData" in properties
+        assert f"`{logical_id}`" in readme, f"README runbook lacks {logical_id}"
