@@ -414,6 +414,8 @@ class Stack:
                 export_bucket=environment.get(BRAZE_EXPORT_BUCKET_VARIABLE) or None,
                 s3_endpoint_url=self.aws_url,
                 s3_region=REGION,
+                # Braze's own control group: the demo's export then lands real users in the lake.
+                control_group_users=json.loads((EVENTS_DIR / "sandbox_control_group.json").read_text()),
             )
             try:
                 self.sandbox = BrazeSandbox(config, port=options.sandbox_port).start()
