@@ -131,6 +131,8 @@ def test_each_sample_event_is_verified_queued_once_and_valid_for_braze(hook, aws
         assert check_track_object(item.array, item.object, len(queue.encode_object(item.object))) is None
         if item.array != "attributes":
             assert item.object["time"].startswith(("2026-11-22T07:38", "2026-11-22T07:39"))
+    # The sender orders a user's values by the provider's event time, not by this (late) delivery.
+    assert {i.object["time"] for i in envelope.items if i.array != "attributes"} == {envelope.received_at}
     event_id = payload.get("id") or payload.get("event_id")
     assert dedupe_records(aws_stack)[f"webhook#{provider}#{event_id}"]["status"]["S"] == "COMPLETE"
 

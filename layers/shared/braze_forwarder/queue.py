@@ -3,7 +3,9 @@
 The envelope is the only contract between the ingest API (producer) and the Braze sender
 (consumer); both use this module. A message is JSON, ASCII-escaped (SQS refuses some Unicode,
 e.g. lone surrogates), versioned, and carries Braze-shaped objects with the array and index they
-had in the original request, so every delivery result can be traced back to its origin:
+had in the original request, so every delivery result can be traced back to its origin.
+`received_at` is when the values were true: the API's receipt time, or the provider's event time
+for webhooks; the sender orders one user's values by it.
 
     {"v": 1, "kind": "track", "id": "<uuid>", "source": "<client>", "received_at": "<ISO-8601>",
      "correlation_id": "...", "items": [{"array": "events", "index": 3, "object": {...}}, ...]}

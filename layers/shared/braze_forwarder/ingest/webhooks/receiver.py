@@ -184,8 +184,16 @@ def _queue(
         # Only the alias-creating attributes object is left: not worth a profile on its own.
         return Answer(200, {"message": "kept", "reason": "no object of this event passed validation"}), "kept"
 
+    # The values were true at the provider's event time, not when this delivery (maybe a retry
+    # days later) arrived: the sender orders one user's values by it, so a late retry cannot
+    # overwrite newer data.
     messages = queue.build_messages(
-        "track", items, source=event.provider, correlation_id=correlation_id, max_message_bytes=config.max_message_bytes
+        "track",
+        items,
+        source=event.provider,
+        correlation_id=correlation_id,
+        max_message_bytes=config.max_message_bytes,
+        received_at=event.occurred_at,
     )
     try:
         queue.send_messages(config.events_queue_url, messages)
