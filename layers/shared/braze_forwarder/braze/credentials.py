@@ -7,6 +7,7 @@ that one re-read. The key is only ever put in the Authorization header, never lo
 
 from __future__ import annotations
 
+import functools
 import threading
 
 from aws_lambda_powertools.utilities import parameters
@@ -31,3 +32,17 @@ class ApiKey:
             if self.generation == seen_generation:
                 parameters.get_secret(self._secret_arn, max_age=self._max_age_seconds, force_fetch=True)
                 self.generation += 1
+
+
+@functools.cache
+def api_key_for(secret_arn: str, max_age_seconds: int) -> ApiKey:
+    """One key holder per secret in an execution environment, so every caller shares one re-read."""
+    return ApiKey(secret_arn, max_age_seconds)
+
+
+def reset() -> None:
+    """Forget the key holders and the pooled Braze clients (tests switch endpoints and secrets)."""
+    from braze_forwarder.braze.client import client_for
+
+    api_key_for.cache_clear()
+    client_for.cache_clear()

@@ -14,7 +14,6 @@ sent in parallel, and every Braze answer is mapped back to the objects it concer
 from __future__ import annotations
 
 import enum
-import functools
 import threading
 import time
 from collections import defaultdict
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from braze_forwarder import queue, rejects
+from braze_forwarder.braze import credentials
 from braze_forwarder.braze.client import (
     BrazeClient,
     BrazeResponse,
@@ -32,7 +32,7 @@ from braze_forwarder.braze.client import (
     client_for,
     retry_delay_seconds,
 )
-from braze_forwarder.braze.credentials import ApiKey
+from braze_forwarder.braze.credentials import ApiKey, api_key_for
 from braze_forwarder.braze.packing import Call, Limits, pack, user_key
 from braze_forwarder.config import SenderSettings, settings
 from braze_forwarder.delivery import ledger
@@ -139,19 +139,11 @@ def deliver_records(records: Sequence[tuple[str, str]], remaining_seconds: Calla
         config.braze_connect_timeout_seconds,
         config.braze_read_timeout_seconds,
     )
-    api_key = _api_key(config.braze_api_key_secret_arn, config.braze_api_key_max_age_seconds)
+    api_key = api_key_for(config.braze_api_key_secret_arn, config.braze_api_key_max_age_seconds)
     return Sender(config, client, api_key).deliver(records, remaining_seconds)
 
 
-@functools.cache
-def _api_key(secret_arn: str, max_age_seconds: int) -> ApiKey:
-    return ApiKey(secret_arn, max_age_seconds)
-
-
-def reset() -> None:
-    """Forget the cached key holder and HTTP client (tests)."""
-    _api_key.cache_clear()
-    client_for.cache_clear()
+reset = credentials.reset  # tests: forget the key holder and the pooled client
 
 
 class Sender:

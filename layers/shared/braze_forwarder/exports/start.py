@@ -19,7 +19,6 @@ SHA-256, and nothing here logs the URL.
 
 from __future__ import annotations
 
-import functools
 import re
 import secrets
 import time
@@ -30,8 +29,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
+from braze_forwarder.braze import credentials
 from braze_forwarder.braze.client import BrazeResponse, Verdict, client_for, retry_delay_seconds
-from braze_forwarder.braze.credentials import ApiKey
+from braze_forwarder.braze.credentials import api_key_for
 from braze_forwarder.config import ExportStarterSettings, settings
 from braze_forwarder.exports import jobs
 from braze_forwarder.observability import MetricUnit, logger, metrics
@@ -139,7 +139,7 @@ def request_export(config: ExportStarterSettings, callback_endpoint: str, deadli
     client = client_for(
         config.braze_rest_endpoint, 1, config.braze_connect_timeout_seconds, config.braze_read_timeout_seconds
     )
-    api_key = _api_key(config.braze_api_key_secret_arn, config.braze_api_key_max_age_seconds)
+    api_key = api_key_for(config.braze_api_key_secret_arn, config.braze_api_key_max_age_seconds)
     body = {
         "callback_endpoint": callback_endpoint,
         "fields_to_export": list(config.export_fields),
@@ -208,12 +208,4 @@ def _refusal(response: BrazeResponse, config: ExportStarterSettings) -> str:
     return f"Braze refused the export request: HTTP {response.status}, {response.message}"
 
 
-@functools.cache
-def _api_key(secret_arn: str, max_age_seconds: int) -> ApiKey:
-    return ApiKey(secret_arn, max_age_seconds)
-
-
-def reset() -> None:
-    """Forget the cached key holder and HTTP client (tests)."""
-    _api_key.cache_clear()
-    client_for.cache_clear()
+reset = credentials.reset  # tests: forget the key holder and the pooled client
