@@ -120,6 +120,8 @@ def assert_well_formed(result: dict[str, Any], newly_queued: int) -> None:
         assert isinstance(body.get("type"), str) and body["type"]
         assert isinstance(body.get("reason"), str) and body["reason"]
         assert newly_queued == 0, "a refused request queued messages"
+    elif result.get("headers", {}).get("Idempotent-Replayed") == "true":
+        assert status == 202 and newly_queued == 0  # a retry answers as before and queues nothing
     else:
         assert status == 202 and newly_queued >= 1
 
