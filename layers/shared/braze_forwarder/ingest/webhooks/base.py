@@ -264,3 +264,36 @@ def dig(value: Any, *path: str) -> Any:
             return None
         value = value.get(key)
     return value
+
+
+def parse_signature_header(
+    header: str, name: str, *, separator: str, timestamp_key: str, signature_key: str
+) -> tuple[str, list[str]]:
+    """Split a `<timestamp_key>=…<separator><signature_key>=…` header (Stripe's `t=…,v1=…`, Paddle's
+    `ts=…;h1=…`) into its timestamp and every signature, or raise a 400 saying what is wrong."""
+    if len(header) > MAX_SIGNATURE_HEADER_CHARS:
+        raise malformed_header(name, f"it is longer than {MAX_SIGNATURE_HEADER_CHARS} characters")
+    listing = "comma" if separator == "," else "semicolon"
+    timestamp: str | None = None
+    signatures: list[str] = []
+    for item in header.split(separator):
+        key, equals, value = item.strip().partition("=")
+        if not equals:
+            example = f"{timestamp_key}=...{separator}{signature_key}=..."
+            raise malformed_header(name, f"expected {listing}-separated key=value items such as {example}")
+        if key == timestamp_key:
+            if timestamp is not None:
+                raise malformed_header(name, f"{timestamp_key}= appears more than once")
+            if not UNIX_SECONDS.fullmatch(value):
+                raise malformed_header(name, f"{timestamp_key}= is not a Unix time in seconds")
+            timestamp = value
+        elif key == signature_key:
+            signatures.append(value)
+        # Other keys are other (or future) schemes: ignored, so they cannot break verification.
+    if timestamp is None:
+        raise malformed_header(name, f"it has no {timestamp_key}= timestamp")
+    if not signatures:
+        raise malformed_header(name, f"it has no {signature_key}= signature")
+    if len(signatures) > MAX_SIGNATURES:
+        raise malformed_header(name, f"it has more than {MAX_SIGNATURES} {signature_key}= signatures")
+    return timestamp, signatures

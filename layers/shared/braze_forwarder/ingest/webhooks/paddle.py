@@ -27,9 +27,6 @@ from braze_forwarder.ingest.webhooks import money
 from braze_forwarder.ingest.webhooks.base import (
     EVENT_ID,
     EVENT_TYPE,
-    MAX_SIGNATURE_HEADER_CHARS,
-    MAX_SIGNATURES,
-    UNIX_SECONDS,
     BrazeObject,
     Ignored,
     MappingError,
@@ -44,9 +41,9 @@ from braze_forwarder.ingest.webhooks.base import (
     invalid_event,
     invalid_signature,
     iso_from_rfc3339,
-    malformed_header,
     missing_signature,
     object_id,
+    parse_signature_header,
     purchase_object,
     short_text,
     text,
@@ -69,7 +66,9 @@ class Paddle:
         header = headers.get(HEADER.lower())
         if header is None or not header.strip():
             raise missing_signature(HEADER)
-        timestamp, signatures = _parse_header(header)
+        timestamp, signatures = parse_signature_header(
+            header, HEADER, separator=";", timestamp_key="ts", signature_key="h1"
+        )
         if not any_signature_matches(secrets, timestamp.encode("ascii") + b":" + body, signatures):
             raise invalid_signature(HEADER)
         check_timestamp(int(timestamp), now, settings.paddle_tolerance_seconds, HEADER)
@@ -89,33 +88,6 @@ class Paddle:
 
 
 PROVIDER = Paddle()
-
-
-def _parse_header(header: str) -> tuple[str, list[str]]:
-    if len(header) > MAX_SIGNATURE_HEADER_CHARS:
-        raise malformed_header(HEADER, f"it is longer than {MAX_SIGNATURE_HEADER_CHARS} characters")
-    timestamp: str | None = None
-    signatures: list[str] = []
-    for item in header.split(";"):
-        key, separator, value = item.strip().partition("=")
-        if not separator:
-            raise malformed_header(HEADER, "expected semicolon-separated key=value items such as ts=...;h1=...")
-        if key == "ts":
-            if timestamp is not None:
-                raise malformed_header(HEADER, "ts= appears more than once")
-            if not UNIX_SECONDS.fullmatch(value):
-                raise malformed_header(HEADER, "ts= is not a Unix time in seconds")
-            timestamp = value
-        elif key == "h1":
-            signatures.append(value)
-        # Other keys would be future schemes: ignored, so they cannot break verification.
-    if timestamp is None:
-        raise malformed_header(HEADER, "it has no ts= timestamp")
-    if not signatures:
-        raise malformed_header(HEADER, "it has no h1= signature")
-    if len(signatures) > MAX_SIGNATURES:
-        raise malformed_header(HEADER, f"it has more than {MAX_SIGNATURES} h1= signatures")
-    return timestamp, signatures
 
 
 def _event(document: Any) -> ProviderEvent:

@@ -44,9 +44,6 @@ from braze_forwarder.ingest.webhooks import money
 from braze_forwarder.ingest.webhooks.base import (
     EVENT_ID,
     EVENT_TYPE,
-    MAX_SIGNATURE_HEADER_CHARS,
-    MAX_SIGNATURES,
-    UNIX_SECONDS,
     BrazeObject,
     Ignored,
     MappingError,
@@ -61,9 +58,9 @@ from braze_forwarder.ingest.webhooks.base import (
     invalid_event,
     invalid_signature,
     iso_from_unix,
-    malformed_header,
     missing_signature,
     object_id,
+    parse_signature_header,
     purchase_object,
     short_text,
     text,
@@ -85,7 +82,9 @@ class Stripe:
         header = headers.get(HEADER.lower())
         if header is None or not header.strip():
             raise missing_signature(HEADER)
-        timestamp, signatures = _parse_header(header)
+        timestamp, signatures = parse_signature_header(
+            header, HEADER, separator=",", timestamp_key="t", signature_key="v1"
+        )
         if not any_signature_matches(secrets, timestamp.encode("ascii") + b"." + body, signatures):
             raise invalid_signature(HEADER)
         check_timestamp(int(timestamp), now, settings.stripe_tolerance_seconds, HEADER)
@@ -102,32 +101,6 @@ class Stripe:
 
 
 PROVIDER = Stripe()
-
-
-def _parse_header(header: str) -> tuple[str, list[str]]:
-    if len(header) > MAX_SIGNATURE_HEADER_CHARS:
-        raise malformed_header(HEADER, f"it is longer than {MAX_SIGNATURE_HEADER_CHARS} characters")
-    timestamp: str | None = None
-    signatures: list[str] = []
-    for item in header.split(","):
-        key, separator, value = item.strip().partition("=")
-        if not separator:
-            raise malformed_header(HEADER, "expected comma-separated key=value items such as t=...,v1=...")
-        if key == "t":
-            if timestamp is not None:
-                raise malformed_header(HEADER, "t= appears more than once")
-            if not UNIX_SECONDS.fullmatch(value):
-                raise malformed_header(HEADER, "t= is not a Unix time in seconds")
-            timestamp = value
-        elif key == "v1":
-            signatures.append(value)
-    if timestamp is None:
-        raise malformed_header(HEADER, "it has no t= timestamp")
-    if not signatures:
-        raise malformed_header(HEADER, "it has no v1= signature")
-    if len(signatures) > MAX_SIGNATURES:
-        raise malformed_header(HEADER, f"it has more than {MAX_SIGNATURES} v1= signatures")
-    return timestamp, signatures
 
 
 def _event(document: Any) -> ProviderEvent:
