@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, one after another, each printing its table."""
 
 from bench import (
+    coldstart,
     common,  # noqa: F401  (sets the environment first)
     datapoints,
     exports,
@@ -14,6 +15,7 @@ def main() -> None:
     packing.main()
     datapoints.main()
     exports.main()
+    coldstart.main()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,42 @@ def median_seconds(
     return statistics.median(rounds)
 
 
+def paired_seconds(
+    baseline: Callable[[], object],
+    candidate: Callable[[], object],
+    *,
+    rounds: int = 15,
+    budget_seconds: float = 0.8,
+) -> tuple[float, float, float]:
+    """(baseline median, candidate median, median of per-round ratios), the two timed alternately.
+
+    On a shared machine a slow spell lasts longer than one round; timing both in the same round
+    and taking the median of the ratios keeps a spell from landing on one side only.
+    """
+    numbers = [_iterations(run, budget_seconds / 2 / rounds) for run in (baseline, candidate)]
+    base_times, candidate_times, ratios = [], [], []
+    for _ in range(rounds):
+        base = _mean_seconds(baseline, numbers[0])
+        other = _mean_seconds(candidate, numbers[1])
+        base_times.append(base)
+        candidate_times.append(other)
+        ratios.append(other / base)
+    return statistics.median(base_times), statistics.median(candidate_times), statistics.median(ratios)
+
+
+def _iterations(run: Callable[[], object], seconds: float) -> int:
+    start = time.perf_counter()
+    run()
+    return max(1, int(seconds / max(time.perf_counter() - start, 1e-7)))
+
+
+def _mean_seconds(run: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        run()
+    return (time.perf_counter() - start) / number
+
+
 def print_table(title: str, header: list[str], rows: list[list[str]], how: str) -> None:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     line = "  ".join(f"{{:>{w}}}" for w in widths)

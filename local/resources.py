@@ -61,6 +61,9 @@ class LocalStack:
                 return self._attribute(logical_id, attribute)
             if name == "Fn::Sub":
                 return self._sub(argument)
+            if name == "Fn::If":
+                condition, if_true, if_false = argument
+                return self.resolve(if_true if self.condition(condition) else if_false)
             if name.startswith("Fn::") or name == "Condition":
                 # Resolving it into something plausible would be a guess: say what to add instead.
                 raise UnresolvedReference(f"{name} is not resolved locally; add it to LocalStack.resolve")
@@ -69,6 +72,28 @@ class LocalStack:
         if isinstance(value, list):
             return [self.resolve(item) for item in value]
         return value
+
+    def condition(self, name: str) -> bool:
+        """The value of one of the template's Conditions, as CloudFormation evaluates it."""
+        conditions = self.template.get("Conditions", {})
+        if name not in conditions:
+            raise UnresolvedReference(f"Condition {name}: no such condition in the template")
+        return self._evaluate(conditions[name])
+
+    def _evaluate(self, expression: Any) -> bool:
+        ((name, argument),) = expression.items()
+        if name == "Condition":
+            return self.condition(argument)
+        if name == "Fn::Equals":
+            left, right = (str(self.resolve(item)) for item in argument)
+            return left == right
+        if name == "Fn::Not":
+            return not self._evaluate(argument[0])
+        if name == "Fn::And":
+            return all(self._evaluate(item) for item in argument)
+        if name == "Fn::Or":
+            return any(self._evaluate(item) for item in argument)
+        raise UnresolvedReference(f"{name} in a condition is not evaluated locally; add it to LocalStack._evaluate")
 
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """The environment variables CloudFormation would set for a function (Globals merged in)."""

@@ -189,7 +189,7 @@ def test_every_environment_variable_the_settings_read_is_set(logical_id):
     environment |= set(FUNCTIONS[logical_id].get("Environment", {}).get("Variables", {}))
     settings_classes = [c for c in vars(config).values() if isinstance(c, type) and issubclass(c, config.Settings)]
     for cls in settings_classes:
-        required = {name.upper() for name, field in cls.model_fields.items() if field.is_required()}
+        required = {name.upper() for name in cls.required()}
         if required and required <= environment:
             return  # this function's settings are complete
     if not any(name.endswith(("_URL", "_ARN", "_TABLE", "_BUCKET")) for name in environment):
@@ -257,3 +257,20 @@ def test_every_alarm_notifies_the_topic_and_has_a_runbook_entry():
         assert properties["AlarmActions"] == notify
         assert "TreatMissingData" in properties
         assert f"`{logical_id}`" in readme, f"README runbook lacks {logical_id}"
+
+
+@pytest.mark.parametrize(
+    ("enabled", "tracing", "disabled"), [("false", "PassThrough", "true"), ("true", "Active", "false")]
+)
+def test_one_parameter_turns_tracing_on_for_lambda_and_powertools_together(
+    enabled: str, tracing: str, disabled: str
+) -> None:
+    stack = defaults()
+    stack.parameters["TracingEnabled"] = enabled
+    assert stack.resolve(GLOBAL_FUNCTION["Tracing"]) == tracing
+    assert stack.resolve(GLOBAL_FUNCTION["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"]) == disabled
+
+
+def test_tracing_is_off_unless_asked_for() -> None:
+    """The X-Ray SDK costs ~150 ms of every cold start (make bench)."""
+    assert TEMPLATE_DOC["Parameters"]["TracingEnabled"]["Default"] == "false"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any
 
@@ -125,7 +126,7 @@ def test_the_metadata_key_is_a_setting():
     payload, intent = stripe_object("payment_intent_succeeded")
     intent["metadata"] = {"app_user_id": "u-77"}
 
-    outcome = mapped("stripe", payload, SETTINGS.model_copy(update={"stripe_user_metadata_key": "app_user_id"}))
+    outcome = mapped("stripe", payload, dataclasses.replace(SETTINGS, stripe_user_metadata_key="app_user_id"))
 
     assert only(outcome, "purchases")["external_id"] == "u-77"
 

@@ -3,108 +3,227 @@
 Every setting is an environment variable named after its field in upper case, with the unit in its
 name. A missing or invalid value fails the cold start with a message naming the variable, so a bad
 deployment shows up in the first invocation's log instead of as odd behaviour later.
+
+Plain dataclasses rather than pydantic: loading pydantic and building its models cost about 60 ms
+of every cold start, for a dozen numbers and names read once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import os
-from collections.abc import Mapping
-from typing import Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+import re
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 KIB = 1024
 MIB = 1024 * KIB
 SQS_MAX_MESSAGE_BYTES = 1 * MIB
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 class ConfigurationError(RuntimeError):
     """The function's environment is missing a setting or holds an invalid one."""
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    min_length: int | None = None,
+    pattern: str | None = None,
+    check: Callable[[Any], Any] | None = None,
+) -> Any:
+    """A setting's default and limits; `check` may normalise the value or raise ValueError."""
+    limits = {"ge": ge, "gt": gt, "le": le, "min_length": min_length, "pattern": pattern, "check": check}
+    return dataclasses.field(default=default, metadata={k: v for k, v in limits.items() if v is not None})
+
+
+settings_class = dataclasses.dataclass(frozen=True, kw_only=True)
+
+
+@settings_class
+class Settings:
+    """Base of every function's settings: fields are converted and checked when the object is made."""
+
+    def __post_init__(self) -> None:
+        hints = _type_hints(type(self))
+        problems = []
+        for spec in dataclasses.fields(self):
+            try:
+                value = _checked(_converted(getattr(self, spec.name), hints[spec.name]), spec.metadata)
+            except ValueError as exc:
+                problems.append(f"{spec.name.upper()}: {exc}")
+            else:
+                object.__setattr__(self, spec.name, value)
+        if not problems:
+            problems = [f"{name.upper()}: {message}" for name, message in self._problems_together().items()]
+        if problems:
+            raise ConfigurationError(f"invalid configuration for {type(self).__name__}: {'; '.join(problems)}")
+
+    def _problems_together(self) -> dict[str, str]:
+        """Rules that involve several settings: field name → what is wrong."""
+        return {}
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        values = {name: environ[name.upper()] for name in cls.model_fields if name.upper() in environ}
+    def required(cls) -> frozenset[str]:
+        """The fields without a default: their environment variables must be set."""
+        return frozenset(
+            spec.name
+            for spec in dataclasses.fields(cls)
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+        )
+
+    @classmethod
+    def from_environ(cls: type[S], environ: Mapping[str, str] = os.environ) -> S:
+        names = [spec.name for spec in dataclasses.fields(cls)]
+        missing = sorted(name.upper() for name in cls.required() if name.upper() not in environ)
+        if missing:
+            problems = "; ".join(f"{name}: is required" for name in missing)
+            raise ConfigurationError(f"invalid configuration for {cls.__name__}: {problems}")
+        return cls(**{name: environ[name.upper()] for name in names if name.upper() in environ})
+
+
+S = TypeVar("S", bound=Settings)
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _converted(value: Any, kind: Any) -> Any:
+    """An environment string (or an already typed value) as `kind`."""
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        allowed = typing.get_args(kind)
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}, not {value!r}")
+        return value
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+            raise ValueError("must be a comma-separated list")
+        return tuple(item.strip() for item in items if item.strip())
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(f"must be true or false, not {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError(f"must be a whole number, not {value!r}")
         try:
-            return cls(**values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{str(error['loc'][0]).upper()}: {error['msg']}" for error in exc.errors(include_url=False)
-            )
-            raise ConfigurationError(f"invalid configuration for {cls.__name__}: {problems}") from None
+            return int(value)
+        except ValueError:
+            raise ValueError(f"must be a whole number, not {value!r}") from None
+    if kind is float:
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise ValueError(f"must be a number, not {value!r}")
+        return number
+    if kind is str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be text, not {value!r}")
+        return value
+    raise TypeError(f"settings of type {kind} are not supported")  # a programming error, not configuration
 
 
+def _checked(value: Any, limits: Mapping[str, Any]) -> Any:
+    if "ge" in limits and value < limits["ge"]:
+        raise ValueError(f"must be at least {limits['ge']}, not {value}")
+    if "gt" in limits and value <= limits["gt"]:
+        raise ValueError(f"must be more than {limits['gt']}, not {value}")
+    if "le" in limits and value > limits["le"]:
+        raise ValueError(f"must be at most {limits['le']}, not {value}")
+    if "min_length" in limits and len(value) < limits["min_length"]:
+        raise ValueError("must not be empty" if limits["min_length"] == 1 else f"needs {limits['min_length']} items")
+    if "pattern" in limits and not re.fullmatch(limits["pattern"], value):
+        raise ValueError(f"must match {limits['pattern']}")
+    if "check" in limits:
+        value = limits["check"](value)
+    return value
+
+
+def _braze_endpoint(value: str) -> str:
+    from braze_forwarder.braze.endpoints import check_rest_endpoint
+
+    return check_rest_endpoint(value)
+
+
+@settings_class
 class IngestSettings(Settings):
     """IngestApiFunction: authenticate, validate, queue."""
 
-    events_queue_url: str = Field(min_length=1)
-    ingest_keys_secret_arn: str = Field(min_length=1)
-    idempotency_table: str = Field(min_length=1)
-    max_body_bytes: int = Field(default=4 * MIB, ge=1 * KIB, le=6 * MIB)
-    max_message_bytes: int = Field(default=256 * KIB, ge=16 * KIB, le=SQS_MAX_MESSAGE_BYTES)
-    max_json_depth: int = Field(default=32, ge=4, le=256)
-    ingest_keys_max_age_seconds: int = Field(default=300, ge=0, le=3600)
-    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+    events_queue_url: str = setting(min_length=1)
+    ingest_keys_secret_arn: str = setting(min_length=1)
+    idempotency_table: str = setting(min_length=1)
+    max_body_bytes: int = setting(default=4 * MIB, ge=1 * KIB, le=6 * MIB)
+    max_message_bytes: int = setting(default=256 * KIB, ge=16 * KIB, le=SQS_MAX_MESSAGE_BYTES)
+    max_json_depth: int = setting(default=32, ge=4, le=256)
+    ingest_keys_max_age_seconds: int = setting(default=300, ge=0, le=3600)
+    idempotency_ttl_seconds: int = setting(default=24 * 3600, ge=60, le=7 * 24 * 3600)
 
 
+@settings_class
 class WebhookSettings(IngestSettings):
     """IngestApiFunction's POST /webhooks/{provider}: the ingest settings plus signing, dedupe and user lookup."""
 
-    webhook_secrets_arn: str = Field(min_length=1)
-    webhook_secrets_max_age_seconds: int = Field(default=300, ge=0, le=3600)
+    webhook_secrets_arn: str = setting(min_length=1)
+    webhook_secrets_max_age_seconds: int = setting(default=300, ge=0, le=3600)
     # Providers retry for about three days (Stripe, Paddle); an event id forgotten sooner could be
     # counted twice when a late retry arrives.
-    webhook_dedupe_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=3 * 24 * 3600, le=30 * 24 * 3600)
-    rejected_bucket: str = Field(min_length=1)
+    webhook_dedupe_ttl_seconds: int = setting(default=7 * 24 * 3600, ge=3 * 24 * 3600, le=30 * 24 * 3600)
+    rejected_bucket: str = setting(min_length=1)
     stripe_live_mode: bool = False
     # Stripe metadata keys are at most 40 characters.
-    stripe_user_metadata_key: str = Field(default="braze_external_id", pattern=r"^[A-Za-z0-9_-]{1,40}$")
-    stripe_tolerance_seconds: int = Field(default=300, ge=5, le=3600)
-    paddle_tolerance_seconds: int = Field(default=300, ge=5, le=3600)
-    paddle_user_custom_data_key: str = Field(default="braze_external_id", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    stripe_user_metadata_key: str = setting(default="braze_external_id", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    stripe_tolerance_seconds: int = setting(default=300, ge=5, le=3600)
+    paddle_tolerance_seconds: int = setting(default=300, ge=5, le=3600)
+    paddle_user_custom_data_key: str = setting(default="braze_external_id", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
+@settings_class
 class SenderSettings(Settings):
     """BrazeSenderFunction: pack, send, record."""
 
-    braze_rest_endpoint: str
-    braze_api_key_secret_arn: str = Field(min_length=1)
+    braze_rest_endpoint: str = setting(check=_braze_endpoint)
+    braze_api_key_secret_arn: str = setting(min_length=1)
     braze_track_batch_mode: Literal["total", "per_array"] = "total"
-    braze_track_batch_limit: int = Field(default=75, ge=1, le=75)
-    braze_identify_batch_limit: int = Field(default=50, ge=1, le=50)
-    braze_max_in_flight: int = Field(default=8, ge=1, le=64)
-    braze_connect_timeout_seconds: float = Field(default=3.05, gt=0, le=30)
-    braze_read_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
-    braze_max_attempts: int = Field(default=6, ge=1, le=20)
-    braze_api_key_max_age_seconds: int = Field(default=300, ge=0, le=3600)
-    braze_max_request_bytes: int = Field(default=3_500_000, ge=64 * KIB, le=4_000_000)
-    ledger_table: str = Field(min_length=1)
-    ledger_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=3600)
-    rejected_bucket: str = Field(min_length=1)
+    braze_track_batch_limit: int = setting(default=75, ge=1, le=75)
+    braze_identify_batch_limit: int = setting(default=50, ge=1, le=50)
+    braze_max_in_flight: int = setting(default=8, ge=1, le=64)
+    braze_connect_timeout_seconds: float = setting(default=3.05, gt=0, le=30)
+    braze_read_timeout_seconds: float = setting(default=15.0, gt=0, le=120)
+    braze_max_attempts: int = setting(default=6, ge=1, le=20)
+    braze_api_key_max_age_seconds: int = setting(default=300, ge=0, le=3600)
+    braze_max_request_bytes: int = setting(default=3_500_000, ge=64 * KIB, le=4_000_000)
+    ledger_table: str = setting(min_length=1)
+    ledger_ttl_seconds: int = setting(default=14 * 24 * 3600, ge=3600)
+    rejected_bucket: str = setting(min_length=1)
     rejected_prefix: str = "rejected/"
-    time_reserve_seconds: float = Field(default=5.0, ge=0.5, le=60)
+    time_reserve_seconds: float = setting(default=5.0, ge=0.5, le=60)
     # Delta sending (delivery.savings): off, the last-sent store is neither read nor written.
     delta_sending_enabled: bool = False
-    attribute_state_table: str = Field(default="", validate_default=True)
-    attribute_state_ttl_seconds: int = Field(default=90 * 24 * 3600, ge=3600, le=400 * 24 * 3600)
+    attribute_state_table: str = ""
+    attribute_state_ttl_seconds: int = setting(default=90 * 24 * 3600, ge=3600, le=400 * 24 * 3600)
 
-    @field_validator("braze_rest_endpoint")
-    @classmethod
-    def _known_braze_host(cls, value: str) -> str:
-        from braze_forwarder.braze.endpoints import check_rest_endpoint
-
-        return check_rest_endpoint(value)
-
-    @field_validator("attribute_state_table")
-    @classmethod
-    def _table_for_delta_sending(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("delta_sending_enabled") and not value:
-            raise ValueError("must name the attribute state table when DELTA_SENDING_ENABLED is true")
-        return value
+    def _problems_together(self) -> dict[str, str]:
+        if self.delta_sending_enabled and not self.attribute_state_table:
+            return {"attribute_state_table": "must name the attribute state table when DELTA_SENDING_ENABLED is true"}
+        return {}
 
 
 # BRAZE_API.md §7: the fields the global control group export accepts.
@@ -124,103 +243,76 @@ DEFAULT_EXPORT_FIELDS = (
 )  # fmt: skip
 
 
-def _comma_list(value: object) -> object:
-    if isinstance(value, str):
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-    return value
+def _documented_fields(fields: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = sorted(set(fields) - GCG_EXPORT_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown fields {', '.join(unknown)}; Braze accepts {', '.join(sorted(GCG_EXPORT_FIELDS))}")
+    return tuple(dict.fromkeys(fields))
 
 
+def _callback_base(value: str) -> str:
+    from braze_forwarder.exports.urls import check_callback_base_url
+
+    return check_callback_base_url(value)
+
+
+def _host_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    from braze_forwarder.exports.urls import DEFAULT_ALLOWED_HOSTS, check_host_pattern
+
+    return tuple(check_host_pattern(pattern) for pattern in patterns or DEFAULT_ALLOWED_HOSTS)
+
+
+@settings_class
 class ExportStarterSettings(Settings):
     """ExportStarterFunction: create the job, ask Braze for the global control group export."""
 
-    braze_rest_endpoint: str
-    braze_api_key_secret_arn: str = Field(min_length=1)
-    braze_api_key_max_age_seconds: int = Field(default=300, ge=0, le=3600)
-    braze_connect_timeout_seconds: float = Field(default=3.05, gt=0, le=30)
-    braze_read_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
-    braze_max_attempts: int = Field(default=6, ge=1, le=20)
-    export_jobs_table: str = Field(min_length=1)
-    export_callback_base_url: str
-    export_fields: tuple[str, ...] = Field(default=DEFAULT_EXPORT_FIELDS, min_length=1)
+    braze_rest_endpoint: str = setting(check=_braze_endpoint)
+    braze_api_key_secret_arn: str = setting(min_length=1)
+    braze_api_key_max_age_seconds: int = setting(default=300, ge=0, le=3600)
+    braze_connect_timeout_seconds: float = setting(default=3.05, gt=0, le=30)
+    braze_read_timeout_seconds: float = setting(default=15.0, gt=0, le=120)
+    braze_max_attempts: int = setting(default=6, ge=1, le=20)
+    export_jobs_table: str = setting(min_length=1)
+    export_callback_base_url: str = setting(check=_callback_base)
+    export_fields: tuple[str, ...] = setting(default=DEFAULT_EXPORT_FIELDS, min_length=1, check=_documented_fields)
     export_output_format: Literal["zip", "gzip"] = "gzip"
-    export_job_ttl_days: int = Field(default=400, ge=1, le=3650)
-    time_reserve_seconds: float = Field(default=2.0, ge=0.5, le=60)
-
-    @field_validator("braze_rest_endpoint")
-    @classmethod
-    def _known_braze_host(cls, value: str) -> str:
-        from braze_forwarder.braze.endpoints import check_rest_endpoint
-
-        return check_rest_endpoint(value)
-
-    @field_validator("export_callback_base_url")
-    @classmethod
-    def _callback_base(cls, value: str) -> str:
-        from braze_forwarder.exports.urls import check_callback_base_url
-
-        return check_callback_base_url(value)
-
-    @field_validator("export_fields", mode="before")
-    @classmethod
-    def _split_fields(cls, value: object) -> object:
-        return _comma_list(value)
-
-    @field_validator("export_fields")
-    @classmethod
-    def _documented_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - GCG_EXPORT_FIELDS)
-        if unknown:
-            raise ValueError(
-                f"unknown fields {', '.join(unknown)}; Braze accepts {', '.join(sorted(GCG_EXPORT_FIELDS))}"
-            )
-        return tuple(dict.fromkeys(value))
+    export_job_ttl_days: int = setting(default=400, ge=1, le=3650)
+    time_reserve_seconds: float = setting(default=2.0, ge=0.5, le=60)
 
 
+@settings_class
 class ExportUrlSettings(Settings):
     """Where a download url from Braze may point (checked by the callback, and again by the copier)."""
 
     # Empty = the default allow-list in exports/urls.py (validated like an explicit one).
-    export_url_allowed_hosts: tuple[str, ...] = Field(default=(), validate_default=True)
+    export_url_allowed_hosts: tuple[str, ...] = setting(default=(), check=_host_patterns)
     # Plain-HTTP loopback URLs (the local Braze sandbox). Deliberately not a template parameter:
     # only the tests and the local stack set it.
     export_url_allow_loopback: bool = False
 
-    @field_validator("export_url_allowed_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        return _comma_list(value)
 
-    @field_validator("export_url_allowed_hosts")
-    @classmethod
-    def _host_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from braze_forwarder.exports.urls import DEFAULT_ALLOWED_HOSTS, check_host_pattern
-
-        return tuple(check_host_pattern(pattern) for pattern in value or DEFAULT_ALLOWED_HOSTS)
-
-
+@settings_class
 class ExportCallbackSettings(ExportUrlSettings):
     """ExportCallbackFunction: check the token, find the export's files, enqueue one copy task each."""
 
-    export_jobs_table: str = Field(min_length=1)
-    copy_tasks_queue_url: str = Field(min_length=1)
+    export_jobs_table: str = setting(min_length=1)
+    copy_tasks_queue_url: str = setting(min_length=1)
     braze_export_bucket: str = ""  # empty: no own bucket configured in Braze, every export comes as a url
-    max_callback_body_bytes: int = Field(default=64 * KIB, ge=1 * KIB, le=1 * MIB)
+    max_callback_body_bytes: int = setting(default=64 * KIB, ge=1 * KIB, le=1 * MIB)
 
 
+@settings_class
 class ExportCopierSettings(ExportUrlSettings):
     """ExportCopierFunction: stream one export file into the lake as gzip NDJSON."""
 
-    export_jobs_table: str = Field(min_length=1)
-    lake_bucket: str = Field(min_length=1)
+    export_jobs_table: str = setting(min_length=1)
+    lake_bucket: str = setting(min_length=1)
     braze_export_bucket: str = ""
-    export_url_max_bytes: int = Field(default=1024 * MIB, ge=1 * MIB, le=10 * 1024 * MIB)
-    export_url_timeout_seconds: float = Field(default=300.0, ge=5, le=900)
+    export_url_max_bytes: int = setting(default=1024 * MIB, ge=1 * MIB, le=10 * 1024 * MIB)
+    export_url_timeout_seconds: float = setting(default=300.0, ge=5, le=900)
     # S3 multipart parts are 5 MiB at least; the copier spools each part on /tmp, not in memory.
-    lake_part_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
-    export_max_line_bytes: int = Field(default=16 * MIB, ge=64 * KIB, le=256 * MIB)
-
-
-S = TypeVar("S", bound=Settings)
+    lake_part_bytes: int = setting(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
+    export_max_line_bytes: int = setting(default=16 * MIB, ge=64 * KIB, le=256 * MIB)
 
 
 @functools.cache

@@ -142,17 +142,24 @@ def build_messages(
     return messages
 
 
+# Same lengths as a real envelope id and receipt time: sizing needs no random id or clock.
+_SIZING_ID = str(uuid.UUID(int=0))
+_SIZING_TIME = "2000-01-01T00:00:00.000Z"
+
+
 def max_object_bytes(max_message_bytes: int, source: str, correlation_id: str | None) -> int:
     """The largest encoded object that still fits a message of its own."""
-    head = _head("identify", source, utc_now_iso(), correlation_id)
+    head = _head("identify", source, _SIZING_TIME, correlation_id, _SIZING_ID)
     return max_message_bytes - len(head) - 2 - envelope_overhead_bytes(10**9)
 
 
-def _head(kind: Kind, source: str, received_at: str, correlation_id: str | None) -> str:
+def _head(
+    kind: Kind, source: str, received_at: str, correlation_id: str | None, envelope_id: str | None = None
+) -> str:
     meta = {
         "v": ENVELOPE_VERSION,
         "kind": kind,
-        "id": str(uuid.uuid4()),
+        "id": envelope_id or str(uuid.uuid4()),
         "source": source,
         "received_at": received_at,
         "correlation_id": correlation_id,
