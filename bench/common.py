@@ -44,7 +44,9 @@ def paired_seconds(
     """(baseline median, candidate median, median of per-round ratios), the two timed alternately.
 
     On a shared machine a slow spell lasts longer than one round; timing both in the same round
-    and taking the median of the ratios keeps a spell from landing on one side only.
+    and taking the median of the ratios keeps a spell from landing on one side only. Both are
+    single-threaded and CPU-bound, so they are timed in this process's CPU time: waiting for a core
+    another process holds is not their cost.
     """
     numbers = [_iterations(run, budget_seconds / 2 / rounds) for run in (baseline, candidate)]
     base_times, candidate_times, ratios = [], [], []
@@ -58,16 +60,16 @@ def paired_seconds(
 
 
 def _iterations(run: Callable[[], object], seconds: float) -> int:
-    start = time.perf_counter()
+    start = time.process_time()
     run()
-    return max(1, int(seconds / max(time.perf_counter() - start, 1e-7)))
+    return max(1, int(seconds / max(time.process_time() - start, 1e-7)))
 
 
 def _mean_seconds(run: Callable[[], object], number: int) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(number):
         run()
-    return (time.perf_counter() - start) / number
+    return (time.process_time() - start) / number
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]], how: str) -> None:

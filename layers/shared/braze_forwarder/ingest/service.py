@@ -77,23 +77,26 @@ def accept(
     items: list[queue.EncodedItem] = []
     errors: list[dict[str, Any]] = []
     queued = dict.fromkeys(route.arrays, 0)
+    encode, check, item = queue.encode_object, route.check, queue.EncodedItem  # the loop runs per object
     try:
         for array, objects in batches:
+            queued_before = len(items)
             for index, obj in enumerate(objects):
-                encoded = queue.encode_object(obj)
-                problem = route.check(array, obj, len(encoded), limits)
-                if problem is None and len(encoded) > max_object_bytes:
+                encoded = encode(obj)
+                size = len(encoded)
+                problem = check(array, obj, size, limits)
+                if problem is None and size > max_object_bytes:
                     problem = Problem(
                         "OBJECT_TOO_LARGE",
-                        f"the object is {len(encoded)} bytes as JSON; at most {max_object_bytes} fit a queue message",
+                        f"the object is {size} bytes as JSON; at most {max_object_bytes} fit a queue message",
                     )
                 if problem is not None:
                     errors.append(
                         {"input_array": array, "index": index, "type": problem.type, "reason": problem.reason}
                     )
                     continue
-                items.append(queue.EncodedItem(array, index, encoded))
-                queued[array] += 1
+                items.append(item(array, index, encoded))
+            queued[array] = len(items) - queued_before
     except NestingTooDeep:
         raise RequestRejected(
             400, "nesting_too_deep", f"the body nests arrays or objects deeper than {max_json_depth} levels"
