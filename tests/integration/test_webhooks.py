@@ -59,7 +59,7 @@ def hook(aws_stack, monkeypatch, lambda_context) -> Callable[..., Reply]:
         provider: str,
         body: str | dict[str, Any],
         *,
-        signature: str | None | bool = True,
+        signature: str | bool | None = True,
         secrets: list[str] | None = None,
         timestamp: int | None = None,
         base64_body: bool = False,
