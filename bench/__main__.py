@@ -6,6 +6,7 @@ from bench import (
     datapoints,
     exports,
     ingest,
+    latency,
     packing,
 )
 
@@ -16,6 +17,7 @@ def main() -> None:
     datapoints.main()
     exports.main()
     coldstart.main()
+    latency.main()
 
 
 if __name__ == "__main__":
