@@ -10,6 +10,8 @@ shortest window and for the default.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import threading
 import time
@@ -77,7 +79,8 @@ def measure(window_seconds: str) -> dict[str, float]:
         parameter_overrides={"SenderBatchingWindowSeconds": window_seconds},
     )
     answered: dict[str, float] = {}
-    with Stack(options) as stack:
+    # The functions' log lines (every invocation's) would bury the table.
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), Stack(options) as stack:
         per_client = REQUESTS_PER_RUN // CLIENTS
         interval = CLIENTS / REQUESTS_PER_SECOND
         clients = [
