@@ -9,6 +9,7 @@ no single Braze object to send again: an unreadable envelope, errors Braze tied 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -134,9 +135,7 @@ def read(target: Target, since: str | None = None) -> Iterator[Rejected]:
     """Every record in the store (oldest object first), skipping hours before `since`."""
     s3 = target.client("s3")
     bucket = target.output("RejectedObjectsBucketName")
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX):
-        keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".jsonl")]
+    keys = _keys(s3, bucket, since)
     for key in sorted(keys, key=_key_time):
         if since and _key_hour(key) and _key_hour(key) < since[:13].replace("-", "/").replace("T", "/"):
             continue
@@ -149,6 +148,22 @@ def read(target: Target, since: str | None = None) -> Iterator[Rejected]:
             except ValueError:
                 record = {"reason": {"type": "UNREADABLE_RECORD", "message": "not JSON"}, "object": None}
             yield Rejected(key, number, record if isinstance(record, dict) else {})
+
+
+def _keys(s3: Any, bucket: str, since: str | None) -> list[str]:
+    """The record files, listed from `since`'s hour on: S3 lists keys in order, so the hours before
+    it are skipped by StartAfter rather than read and dropped (the store grows by the hour)."""
+    hour = since[:13].replace("-", "/").replace("T", "/") if since else ""
+    webhooks = f"{PREFIX}webhooks/"
+    # rejected/YYYY/… sorts before rejected/webhooks/YYYY/…: each tree is listed from its own hour.
+    direct = itertools.takewhile(lambda key: not key.startswith(webhooks), _listed(s3, bucket, PREFIX, hour))
+    return [key for key in (*direct, *_listed(s3, bucket, webhooks, hour)) if key.endswith(".jsonl")]
+
+
+def _listed(s3: Any, bucket: str, prefix: str, hour: str) -> Iterator[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, StartAfter=prefix + hour)
+    for page in pages:
+        yield from (item["Key"] for item in page.get("Contents", []))
 
 
 def _key_hour(key: str) -> str:
