@@ -9,18 +9,22 @@ SAM_VERSION := 1.170.0
 SAM := $(if $(shell command -v sam 2>/dev/null),sam,$(SAM_VENV)/bin/sam)
 # The shared layer's package is importable as Lambda finds it on /opt/python.
 export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)
+# make soak: full = 100,000 objects (the README's figures), small = the CI run (10,000).
+SCALE ?= full
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint format bench run build validate deploy clean
+.PHONY: help setup test lint format bench soak run openapi build validate deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-9s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv with the pinned dev dependencies
 
-$(STAMP): requirements-dev.txt layers/shared/requirements.txt
+# Then the braze-forwarder command (cli/, pyproject.toml), editable: it runs this working tree's code.
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 test: $(STAMP) ## run every test, offline
@@ -38,8 +42,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 bench: $(STAMP) ## print the performance figures
 	$(PY) -m bench
 
+soak: $(STAMP) ## Braze faults + sender kills, then lost/duplicates; SCALE=small for CI
+	$(PY) -m soak --scale $(SCALE) $(ARGS)
+
 run: $(STAMP) ## run the whole pipeline locally (moto + Braze sandbox); ARGS="--help" for options
 	$(PY) -m local $(ARGS)
+
+openapi: $(STAMP) ## write openapi.json from the code (make test fails while it differs)
+	$(PY) -m apidoc
 
 $(SAM_VENV)/bin/sam:
 	$(PYTHON) -m venv $(SAM_VENV)

@@ -11,6 +11,10 @@ body over 10 MB 413, function error 500, integration timeout (30 s) 503.
 
 Not emulated: authorizers, CORS, throttling, custom domains — a route with an authorizer is
 reported at start, because locally its requests reach the function unauthenticated.
+
+Local only, never deployed: when given a document builder, GET /openapi.json answers the API's
+OpenAPI document (generated from the running code, built on first request) and GET /docs a
+browsable page of it. A route of the template with the same path wins over them.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import contextlib
 import json
 import logging
 import re
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +42,8 @@ logger = logging.getLogger("local.api")
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # HTTP API's payload limit
 INTEGRATION_TIMEOUT_SECONDS = 30.0  # HTTP API's maximum integration timeout
 _VARIABLE = re.compile(r"^\{([^{}+]+)(\+?)\}$")
+OPENAPI_PATH = "/openapi.json"
+DOCS_PATH = "/docs"
 
 
 @dataclass(frozen=True)
@@ -139,15 +147,34 @@ class ApiGatewayServer(ThreadingHTTPServer):
         self.routes: list[Route] = []
         self.account_id = stack_account
         self.api_ids: dict[str, str] = {}
+        self.api_docs: Callable[[], dict[str, Any]] | None = None
+        self._docs: tuple[bytes, bytes] | None = None
+        self._docs_lock = threading.Lock()
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    def configure(self, routes: list[Route], api_ids: dict[str, str]) -> None:
+    def configure(
+        self, routes: list[Route], api_ids: dict[str, str], api_docs: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         self.routes = sorted(routes, key=Route.specificity)
         self.api_ids = api_ids
+        self.api_docs = api_docs
+        self._docs = None
+
+    def docs(self) -> tuple[bytes, bytes]:
+        """The OpenAPI document and its page (JSON, HTML), built once from api_docs."""
+        assert self.api_docs is not None
+        with self._docs_lock:
+            if self._docs is None:
+                from apidoc.document import dumps
+                from apidoc.page import html
+
+                document = dumps(self.api_docs())
+                self._docs = document.encode("utf-8"), html(document).encode("utf-8")
+            return self._docs
 
     def find(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None:
         for route in self.routes:
@@ -188,6 +215,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
             return
         split = urlsplit(self.path)
         found = self.server.find(self.command, split.path)
+        if found is None and self._serve_docs(split.path, split.query, request_id):
+            return
         if found is None:
             self._message(404, "Not Found", request_id)
             return
@@ -211,6 +240,24 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self._message(500, "Internal Server Error", request_id)
             return
         self._answer(status, headers, payload, request_id)
+
+    def _serve_docs(self, path: str, query: str, request_id: str) -> bool:
+        """GET /openapi.json and /docs (local only); False when the request is not for them."""
+        if self.server.api_docs is None or self.command not in ("GET", "HEAD") or path not in (OPENAPI_PATH, DOCS_PATH):
+            return False
+        try:
+            document, page = self.server.docs()
+        except Exception as exc:  # a broken document must not take the API down with it
+            logger.exception("API: the OpenAPI document could not be built")
+            body = json.dumps({"message": f"the OpenAPI document could not be built: {exc}"}).encode()
+            self._answer(500, {"content-type": "application/json"}, body, request_id)
+            return True
+        # /docs?format=json is where Powertools' Swagger UI page says its document is.
+        if path == OPENAPI_PATH or ("format", "json") in parse_qsl(query):
+            self._answer(200, {"content-type": "application/json"}, document, request_id)
+        else:
+            self._answer(200, {"content-type": "text/html; charset=utf-8"}, page, request_id)
+        return True
 
     def _read_body(self) -> bytes | None:
         """The request body, or None after answering (too large, malformed framing)."""

@@ -143,6 +143,10 @@ SANDBOX_ERROR_TYPES = frozenset(
 
 TRACK_BATCH_MODES = ("total", "per_array")
 RATE_LIMIT_HEADER_STYLES = ("retry_after", "reset_epoch", "reset_seconds", "none")
+# Not a variant of Braze's but a sandbox mode: each 429 takes the next style in turn, so one run
+# meets every variant a client must understand (other answers carry the epoch X-RateLimit-Reset).
+RATE_LIMIT_HEADER_ROTATION = "rotate"
+RATE_LIMIT_HEADER_CHOICES = (*RATE_LIMIT_HEADER_STYLES, RATE_LIMIT_HEADER_ROTATION)
 EXPORT_OUTPUT_FORMATS = ("zip", "gzip")
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
@@ -169,7 +173,7 @@ class SandboxConfig:
     identify_batch_limit: int = 50  # §5
     rate_limit_requests: int = 3000  # §2.9: 3,000 requests per 3 seconds
     rate_limit_window_seconds: float = 3.0
-    rate_limit_header_style: str = "retry_after"  # see RATE_LIMIT_HEADER_STYLES and §4
+    rate_limit_header_style: str = "retry_after"  # see RATE_LIMIT_HEADER_CHOICES and §4
     error_rate: float = 0.0
     rate_limited_rate: float = 0.0
     latency_seconds: float = 0.0
@@ -194,8 +198,8 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.track_batch_mode not in TRACK_BATCH_MODES:
             raise ValueError(f"track_batch_mode must be one of {TRACK_BATCH_MODES}")
-        if self.rate_limit_header_style not in RATE_LIMIT_HEADER_STYLES:
-            raise ValueError(f"rate_limit_header_style must be one of {RATE_LIMIT_HEADER_STYLES}")
+        if self.rate_limit_header_style not in RATE_LIMIT_HEADER_CHOICES:
+            raise ValueError(f"rate_limit_header_style must be one of {RATE_LIMIT_HEADER_CHOICES}")
         for name in ("error_rate", "rate_limited_rate", "drop_rate", "drop_after_processing_rate",
                      "timeout_rate"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -241,6 +245,11 @@ class RecordedRequest:
     status: int | None = None  # None: no answer reached the client (dropped, or the client gave up)
     time: float = 0.0  # epoch seconds when received
     fault: str | None = None  # "scripted", "drop", "error", "rate_limited", "timeout", "client_gone", ...
+    # Braze applied the call (all of it but the objects `errors` names), whether or not its answer
+    # reached the client: what counts deliveries, where `status` only says what the client heard.
+    processed: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)  # a processed call's errors[] entries
+    rate_limit_style: str | None = None  # the header style of a 429 answer
 
 
 @dataclass
@@ -448,9 +457,11 @@ class BrazeSandbox:
             answer = _Answer(500, {"message": "sandbox internal error"})
         if answer is not None and _client_hung_up(connection):
             # The client gave up (e.g. its read timeout) before the answer was ready: it never saw
-            # one, so the record says so rather than claiming a status nobody received.
+            # one, so the record says so rather than claiming a status nobody received. A timeout
+            # fault keeps its name: the stall is why the client left.
             answer = None
-            record.fault = "client_gone"
+            if record.fault != "timeout":
+                record.fault = "client_gone"
         if answer is not None and answer.status != 429 and not _has_rate_headers(answer.headers):
             # §4: every non-429 answer carries the window's headers (401s and 404s included).
             self._with_rate_headers(answer, self._limiter.peek(self.config))
@@ -458,6 +469,9 @@ class BrazeSandbox:
             # Set before the answer is written, so a client that has its answer sees the status.
             record.status = answer.status if answer else None
             self._stats.count_status(incoming.path, record.status)
+            if answer is not None and answer.rate_limit_style is not None:
+                record.rate_limit_style = answer.rate_limit_style
+                self._stats.rate_limit_styles[answer.rate_limit_style] += 1
         return answer
 
     # -- the Braze behaviour: scripts, faults, auth, rate limit, processing -----------------------
@@ -467,7 +481,7 @@ class BrazeSandbox:
         script = self._take_script(incoming.path)
         if script is not None:
             record.fault = "scripted_drop" if script.drop_connection else "scripted"
-            return self._answer_scripted(script, incoming, route)
+            return self._answer_scripted(script, incoming, route, record)
         if route is None:
             return _Answer(404, {"message": "Not Found"})  # §3 404 = invalid URL
         if incoming.method != "POST":
@@ -483,14 +497,15 @@ class BrazeSandbox:
             return _unauthorized(incoming.headers)
         window = self._limiter.acquire(config)
         if not window.admitted:
-            return self._fault(record, "rate_limited_real", self._rate_limited(config, window))
+            return self._fault(record, "rate_limited_real", self._rate_limited(window))
         if draw.error < config.error_rate:
             answer = _Answer(500, {"message": "Internal Server Error"})
             return self._fault(record, "error", self._with_rate_headers(answer, window))
         if draw.rate_limited < config.rate_limited_rate:
-            return self._fault(record, "rate_limited", self._injected_rate_limited(config))
+            return self._fault(record, "rate_limited", self._injected_rate_limited())
 
         answer = self._process(route, incoming)
+        self._note_processed(record, answer)
         if draw.timeout < config.timeout_rate:
             # Processed, then the answer stalls past the client's timeout: an overloaded API that
             # did the work. (drop_rate models the "never processed" side.) Deciding the write first
@@ -503,7 +518,11 @@ class BrazeSandbox:
         return self._with_rate_headers(answer, window)
 
     def _answer_scripted(
-        self, script: ScriptedResponse, incoming: "_Incoming", route: Callable[..., "_Answer"] | None
+        self,
+        script: ScriptedResponse,
+        incoming: "_Incoming",
+        route: Callable[..., "_Answer"] | None,
+        record: RecordedRequest,
     ) -> "_Answer | None":
         if not self._pause(script.delay_seconds):
             return None
@@ -515,6 +534,7 @@ class BrazeSandbox:
         processed = None
         if script.process and route is not None:
             processed = self._process(route, incoming, excluded=_error_positions(extra_errors))
+            self._note_processed(record, processed, extra_errors)
         if script.drop_connection:
             return None
         body = script.body
@@ -526,10 +546,9 @@ class BrazeSandbox:
         if extra_errors and isinstance(body, dict):
             body = {**body, "errors": [*body.get("errors", []), *extra_errors]}
         if script.status == 429:
-            defaults = self._injected_rate_limited(self.config).headers
-        else:
-            defaults = _rate_headers(self.config, window)
-        return _Answer(script.status, body, _merge_headers(defaults, script.headers))
+            limited = self._injected_rate_limited()
+            return _Answer(429, body, _merge_headers(limited.headers, script.headers), limited.rate_limit_style)
+        return _Answer(script.status, body, _merge_headers(_rate_headers(self.config, window), script.headers))
 
     def _process(
         self,
@@ -576,15 +595,32 @@ class BrazeSandbox:
             key.strip().encode("utf-8"), self.config.api_key.encode("utf-8")
         )
 
-    def _rate_limited(self, config: SandboxConfig, window: "_Window") -> "_Answer":
+    def _rate_limited(self, window: "_Window") -> "_Answer":
         wait = max(0.0, window.reset_at - time.time())
-        headers = _too_many_requests_headers(config, window.limit, wait)
-        return _Answer(429, {"message": "Rate limit exceeded"}, headers)
+        return self._too_many_requests(window.limit, wait)
 
-    def _injected_rate_limited(self, config: SandboxConfig) -> "_Answer":
-        wait = float(config.injected_retry_after_seconds)
-        headers = _too_many_requests_headers(config, config.rate_limit_requests, wait)
-        return _Answer(429, {"message": "Rate limit exceeded"}, headers)
+    def _injected_rate_limited(self) -> "_Answer":
+        return self._too_many_requests(self.config.rate_limit_requests, float(self.config.injected_retry_after_seconds))
+
+    def _too_many_requests(self, limit: int, wait_seconds: float) -> "_Answer":
+        style = self.config.rate_limit_header_style
+        if style == RATE_LIMIT_HEADER_ROTATION:
+            with self._lock:
+                style = RATE_LIMIT_HEADER_STYLES[self._rotation % len(RATE_LIMIT_HEADER_STYLES)]
+                self._rotation += 1
+        headers = _too_many_requests_headers(style, limit, wait_seconds)
+        return _Answer(429, {"message": "Rate limit exceeded"}, headers, rate_limit_style=style)
+
+    def _note_processed(
+        self, record: RecordedRequest, answer: "_Answer", extra_errors: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Mark a call Braze applied (a 2xx from processing), with the objects it did not apply."""
+        if not 200 <= answer.status < 300:
+            return
+        errors = answer.body.get("errors", []) if isinstance(answer.body, dict) else []
+        with self._lock:
+            record.processed = True
+            record.errors = [*errors, *(extra_errors or [])]
 
     def _with_rate_headers(self, answer: "_Answer", window: "_Window") -> "_Answer":
         answer.headers = _merge_headers(_rate_headers(self.config, window), answer.headers)
@@ -794,6 +830,7 @@ class BrazeSandbox:
     def _seed_random(self) -> None:
         seed = self.config.seed
         self._fault_rng = random.Random(seed)
+        self._rotation = 0  # the next 429's header style, in "rotate" mode
         # Separate stream for braze_ids and random buckets, so data never shifts the fault sequence.
         self._data_rng = random.Random(None if seed is None else seed + 1)
 
@@ -1716,10 +1753,9 @@ def _rate_headers(config: SandboxConfig, window: _Window) -> dict[str, str]:
     }
 
 
-def _too_many_requests_headers(config: SandboxConfig, limit: int, wait_seconds: float) -> dict[str, str]:
-    """§4: what a 429 carries, per the configured style."""
+def _too_many_requests_headers(style: str, limit: int, wait_seconds: float) -> dict[str, str]:
+    """§4: what a 429 carries in one of RATE_LIMIT_HEADER_STYLES."""
     wait = max(1, math.ceil(wait_seconds))
-    style = config.rate_limit_header_style
     if style == "retry_after":  # MAU section: only this header, integer seconds
         return {"X-Ratelimit-Retry-After": str(wait)}
     if style == "none":
@@ -1750,6 +1786,7 @@ class _Answer:
     status: int
     body: Any  # dict/list → JSON; str/bytes → sent verbatim
     headers: dict[str, str] = field(default_factory=dict)
+    rate_limit_style: str | None = None  # a 429's header style (RATE_LIMIT_HEADER_STYLES)
     content_type: str = "application/json"
 
 
@@ -1823,6 +1860,7 @@ class _Stats:
     statuses: dict[str, Counter[str]] = field(default_factory=dict)
     objects: dict[str, Counter[int]] = field(default_factory=dict)  # path → {objects in call: calls}
     faults: Counter[str] = field(default_factory=Counter)
+    rate_limit_styles: Counter[str] = field(default_factory=Counter)  # 429 answers by header style
     scripted: int = 0
     exports_done: int = 0
     exports_failed: int = 0
@@ -1842,6 +1880,7 @@ class _Stats:
             "objects_per_call": {path: _histogram_summary(h) for path, h in self.objects.items()},
             "rate_limited": self.faults["rate_limited_real"],
             "faults_injected": {k: v for k, v in self.faults.items() if k != "rate_limited_real"},
+            "rate_limit_styles": dict(self.rate_limit_styles),
             "scripted": self.scripted,
             "data_points": data_points,
             "profiles": profiles,
@@ -2105,9 +2144,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add(
         "--rate-limit-header-style",
-        choices=RATE_LIMIT_HEADER_STYLES,
+        choices=RATE_LIMIT_HEADER_CHOICES,
         default=defaults.rate_limit_header_style,
-        help="headers on a 429",
+        help="headers on a 429 (rotate: each 429 the next style)",
     )
     add("--error-rate", type=_rate, default=0.0, help="fraction of calls answered 500 (nothing processed)")
     add(

@@ -35,7 +35,11 @@ logger = logging.getLogger("local.events")
 
 SQS_RECEIVE_MAX = 10  # ReceiveMessage's and DeleteMessageBatch's maximum
 MAX_LOCAL_POLLERS = 5  # invocations of one function run one at a time locally; more pollers only wait
-IDLE_WAIT_SECONDS = 1  # long-poll length: short, so that stopping never waits long
+# Pollers look again this often while a queue is empty (more often while a batch's window is open).
+# They do not long-poll: receives are serialised (see _receiving), and a waiting receive would hold
+# the other pollers out for its whole wait.
+IDLE_POLL_SECONDS = 0.5
+WINDOW_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -78,6 +82,10 @@ class SqsEventSource:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        # One ReceiveMessage at a time: moto's is not atomic across threads (it checks that a
+        # message is visible, then marks it received), so two pollers receiving at once now and
+        # then both get the same message — a double delivery SQS makes far more rarely.
+        self._receiving = threading.Lock()
         # For `drained()`: messages a poller holds, and failed ones awaiting their retry.
         self._held = 0
         self._awaiting_retry: dict[str, float] = {}  # message id → when it becomes visible again
@@ -150,15 +158,15 @@ class SqsEventSource:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            wait = IDLE_WAIT_SECONDS if remaining is None else min(IDLE_WAIT_SECONDS, int(remaining))
             try:
-                messages = sqs.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=min(SQS_RECEIVE_MAX, self.batch_size - len(batch)),
-                    WaitTimeSeconds=wait,
-                    MessageSystemAttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                ).get("Messages", [])
+                with self._receiving:
+                    messages = sqs.receive_message(
+                        QueueUrl=self.queue_url,
+                        MaxNumberOfMessages=min(SQS_RECEIVE_MAX, self.batch_size - len(batch)),
+                        WaitTimeSeconds=0,
+                        MessageSystemAttributeNames=["All"],
+                        MessageAttributeNames=["All"],
+                    ).get("Messages", [])
                 with self._lock:
                     self._held += len(messages)
                     for message in messages:
@@ -178,8 +186,8 @@ class SqsEventSource:
                 size += message_size
             if messages and deadline is None:
                 deadline = time.monotonic() + self.window_seconds  # the window opens with the first record
-            if not messages and remaining is not None and wait == 0:
-                self._stop.wait(min(remaining, 0.2))  # less than a second of window left: look again soon
+            if not messages:
+                self._stop.wait(IDLE_POLL_SECONDS if remaining is None else min(remaining, WINDOW_POLL_SECONDS))
         return batch, []
 
     def _invoke(self, sqs: Any, messages: list[dict[str, Any]]) -> None:

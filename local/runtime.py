@@ -116,6 +116,14 @@ class LocalFunction:
             raise LocalRuntimeError(f"{self.logical_id}: {self.module_name} has no function {self.handler_name}")
         self._handler = handler
 
+    def wrap_handler(self, wrapper: Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]]) -> None:
+        """Replace the handler with wrapper(handler): code that runs inside the execution environment,
+        around every invocation (the soak test's kills). A harness hook; the stack never uses it."""
+        if self._handler is None:
+            self.load()
+        assert self._handler is not None
+        self._handler = wrapper(self._handler)
+
     def invoke(self, event: Any, *, wait_seconds: float | None = None) -> Invocation:
         """Run the handler once. wait_seconds caps how long the caller waits (API Gateway's 30 s)."""
         if self._handler is None:

@@ -82,6 +82,10 @@ class StackOptions:
     braze_api_key: str | None = None  # required with braze_endpoint
     ingest_key: str = field(default_factory=default_ingest_key)
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    # Function settings without a template parameter (README, "Configuration"), e.g.
+    # BRAZE_READ_TIMEOUT_SECONDS, as set on a deployed function's environment. A variable the
+    # template sets is refused: its parameter, checked as CloudFormation checks it, is the way.
+    function_environment: dict[str, str] = field(default_factory=dict)
     sandbox_error_rate: float = 0.0
     sandbox_rate_limited_rate: float = 0.0
     sandbox_latency_seconds: float = 0.0
@@ -227,6 +231,13 @@ class Stack:
             raise StackError(f"template.yaml: {exc}") from None
         add_to_path(layer_directories(self.resources, template_dir))
 
+        templated = sorted(set(options.function_environment) & set(environment))
+        if templated:
+            raise StackError(
+                f"{', '.join(templated)}: set by template.yaml from a parameter; use parameter_overrides "
+                "(--parameter-overrides) instead"
+            )
+        environment.update(options.function_environment)
         environment.update(self._braze(environment))
         if self.sandbox is not None and environment.get(BRAZE_EXPORT_BUCKET_VARIABLE) == "":
             # No export bucket: the sandbox hands out its download url, which is plain http on
@@ -251,7 +262,7 @@ class Stack:
 
         api_ids = {route.api: self.resources.refs.get(route.api, "local") for route in self.routes}
         self.api.account_id = self.resources.account_id
-        self.api.configure(self.routes, api_ids)
+        self.api.configure(self.routes, api_ids, api_docs=self._api_docs)
         self.lambda_api.configure(self.functions, REGION, self.resources.account_id)
         for server, name in ((self.api, "api"), (self.lambda_api, "lambda-api")):
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True).start()
@@ -357,6 +368,7 @@ class Stack:
         assert self.api is not None and self.lambda_api is not None
         lines = [f"  API (HTTP API)      {self.api.url}"]
         lines += [f"      {route.key:<34} → {route.function.logical_id}" for route in self.routes]
+        lines.append(f"  API docs            {self.api.url}/docs   (OpenAPI: /openapi.json; local only)")
         lines.append(f"  Lambda Invoke API   {self.lambda_api.url}   (functions: {', '.join(self.functions)})")
         lines.append(f"  local AWS (moto)    {self.aws_url}")
         if self.sandbox is not None:
@@ -370,6 +382,15 @@ class Stack:
         return lines
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _api_docs(self) -> dict[str, Any]:
+        """The HTTP API's OpenAPI document, from the code this stack runs, with this stack as its server."""
+        from apidoc.document import build, default_servers
+
+        assert self.api is not None
+        local = {"url": self.api.url, "description": "This local stack"}
+        deployed = [server for server in default_servers() if "127.0.0.1" not in server["url"]]
+        return build(self.options.template_path, servers=[local, *deployed])
 
     def _local_parameters(self, template: dict[str, Any]) -> dict[str, str]:
         """Parameter values the local stack chooses where the template's default cannot work here."""

@@ -13,8 +13,10 @@ from braze_forwarder.queue import QueueUnavailable
 app = APIGatewayHttpResolver()
 
 
-@app.post("/exports/<job_id>/callback")
-def export_callback(job_id: str) -> Response:
+@app.post(
+    "/exports/<job_id>/callback", operation_id="exportCallback", summary="Braze's export callback", tags=["exports"]
+)
+def export_callback(job_id: str) -> Response[dict]:
     return _json(200, receive(app.current_event, job_id))
 
 

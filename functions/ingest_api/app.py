@@ -14,19 +14,23 @@ from braze_forwarder.observability import MetricUnit, logger, metrics, tracer
 app = APIGatewayHttpResolver()
 
 
-@app.post("/users/track")
-def users_track() -> Response:
+@app.post(
+    "/users/track", operation_id="usersTrack", summary="Track users: attributes, events, purchases", tags=["ingest"]
+)
+def users_track() -> Response[dict]:
     return _respond(*receive(app.current_event, "track", app.lambda_context))
 
 
-@app.post("/users/identify")
-def users_identify() -> Response:
+@app.post("/users/identify", operation_id="usersIdentify", summary="Identify alias-only users", tags=["ingest"])
+def users_identify() -> Response[dict]:
     return _respond(*receive(app.current_event, "identify", app.lambda_context))
 
 
 # No bearer key: the provider's signature over the raw body is the authentication.
-@app.post("/webhooks/<provider>")
-def webhook(provider: str) -> Response:
+@app.post(
+    "/webhooks/<provider>", operation_id="receiveWebhook", summary="A payment provider's webhook", tags=["webhooks"]
+)
+def webhook(provider: str) -> Response[dict]:
     return _respond(receive_webhook(app.current_event, provider, app.lambda_context), False)
 
 

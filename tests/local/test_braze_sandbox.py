@@ -1,5 +1,6 @@
 """The Braze sandbox over real HTTP: Braze's documented behaviour, scripting, faults and exports."""
 
+import contextlib
 import gzip
 import io
 import json
@@ -668,6 +669,99 @@ def test_injected_429s_announce_a_one_second_wait(braze: Braze, style: str, expe
     assert braze.sandbox.requests[-1].fault == "rate_limited"
 
 
+def test_rotate_gives_each_429_the_next_header_style(braze: Braze) -> None:
+    braze.sandbox.config.rate_limited_rate, braze.sandbox.config.rate_limit_header_style = 1.0, "rotate"
+
+    answers = [braze.track(events=[event("u1")]) for _ in range(5)]
+
+    def limited(response: requests.Response) -> set[str]:
+        return {name.lower() for name in response.headers if name.lower().startswith("x-ratelimit")}
+
+    assert [response.status_code for response in answers] == [429] * 5
+    assert limited(answers[0]) == {"x-ratelimit-retry-after"}
+    assert (
+        limited(answers[1])
+        == limited(answers[2])
+        == {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"}
+    )
+    assert int(answers[1].headers["X-RateLimit-Reset"]) > time.time()  # epoch seconds
+    assert int(answers[2].headers["X-RateLimit-Reset"]) == 1  # seconds remaining
+    assert limited(answers[3]) == set()
+    assert limited(answers[4]) == {"x-ratelimit-retry-after"}  # and round again
+    styles = [request.rate_limit_style for request in braze.sandbox.requests]
+    assert styles == ["retry_after", "reset_epoch", "reset_seconds", "none", "retry_after"]
+    assert braze.sandbox.stats()["rate_limit_styles"] == {
+        "retry_after": 2,
+        "reset_epoch": 1,
+        "reset_seconds": 1,
+        "none": 1,
+    }
+
+
+def test_rotate_applies_to_the_windows_own_429s_too(braze: Braze) -> None:
+    config = braze.sandbox.config
+    config.rate_limit_requests, config.rate_limit_window_seconds, config.rate_limit_header_style = 1, 60, "rotate"
+    assert braze.track(events=[event("u1")]).status_code == 201
+    refused = braze.track(events=[event("u1")])
+    assert (refused.status_code, refused.headers["X-Ratelimit-Retry-After"]) == (429, "60")
+    assert braze.sandbox.requests[-1].rate_limit_style == "retry_after"
+
+
+# --------------------------------------------------------------------------------------------------
+# Processed or not: what reached Braze, whatever reached the client
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_processed_call_is_marked_with_the_objects_it_refused(braze: Braze) -> None:
+    braze.sandbox.config.blocked_external_ids = {"blocked"}
+    braze.track(events=[event("u1"), event("blocked")])
+
+    [recorded] = braze.sandbox.requests
+    assert recorded.processed and recorded.status == 201
+    assert [(error["input_array"], error["index"]) for error in recorded.errors] == [("events", 1)]
+
+
+@pytest.mark.parametrize("fault", ["error_rate", "rate_limited_rate", "drop_rate"])
+def test_a_call_answered_before_processing_is_not_processed(braze: Braze, fault: str) -> None:
+    setattr(braze.sandbox.config, fault, 1.0)
+    with contextlib.suppress(requests.ConnectionError):
+        braze.track(events=[event("u1")])
+    assert not braze.sandbox.requests[-1].processed
+
+
+def test_a_drop_after_processing_is_processed_without_an_answer(braze: Braze) -> None:
+    braze.sandbox.config.drop_after_processing_rate = 1.0
+    with pytest.raises(requests.ConnectionError):
+        braze.track(events=[event("u1")])
+    recorded = braze.sandbox.requests[-1]
+    assert (recorded.processed, recorded.status, recorded.fault) == (True, None, "drop_after_processing")
+
+
+def test_a_timeout_the_client_gave_up_on_stays_a_processed_timeout(braze: Braze) -> None:
+    braze.sandbox.config.timeout_rate, braze.sandbox.config.timeout_sleep_seconds = 1.0, 0.3
+    with pytest.raises(requests.ReadTimeout):
+        braze.post("/users/track", {"events": [event("u1")]}, timeout=0.1)
+    recorded = braze.sandbox.requests[-1]
+    deadline = time.monotonic() + 3
+    while not braze.sandbox.stats()["statuses"].get("/users/track") and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the stalled answer is settled
+    # The stall is why the client left: the record keeps that name, not "client_gone".
+    assert (recorded.processed, recorded.status, recorded.fault) == (True, None, "timeout")
+
+
+def test_a_scripted_call_that_processes_is_marked_with_its_extra_errors(braze: Braze) -> None:
+    def reject_first(body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"type": "EXTERNAL_USER_ID_TOO_LARGE", "input_array": "events", "index": 0}]
+
+    braze.sandbox.script(ScriptedResponse(201, process=True, errors_for=reject_first), ScriptedResponse(201))
+    braze.track(events=[event("u1"), event("u2")])
+    braze.track(events=[event("u3")])
+
+    processed, unprocessed = braze.sandbox.requests
+    assert processed.processed and [error["index"] for error in processed.errors] == [0]
+    assert not unprocessed.processed  # a scripted answer without processing
+
+
 # --------------------------------------------------------------------------------------------------
 # Scripted answers
 # --------------------------------------------------------------------------------------------------
@@ -1048,6 +1142,9 @@ def test_config_is_validated_and_binding_is_loopback_only() -> None:
         SandboxConfig(track_batch_mode="sometimes")
     with pytest.raises(ValueError, match="error_rate"):
         SandboxConfig(error_rate=1.5)
+    with pytest.raises(ValueError, match="rate_limit_header_style"):
+        SandboxConfig(rate_limit_header_style="sometimes")
+    assert SandboxConfig(rate_limit_header_style="rotate").rate_limit_header_style == "rotate"
     with pytest.raises(ValueError, match="loopback"):
         BrazeSandbox(host="0.0.0.0")  # noqa: S104 - the point of the test
 

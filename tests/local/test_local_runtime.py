@@ -168,3 +168,48 @@ def test_schedules_run_rate_expressions_and_fill_the_schedulers_placeholders(
     assert json.loads(json.dumps(rate.event()))["at"].endswith("Z")
     assert cron.event() == {}
     assert rule.period_seconds == 300 and rule.event()["detail-type"] == "Scheduled Event"
+
+
+def test_the_pollers_of_one_queue_receive_one_at_a_time() -> None:
+    """moto's ReceiveMessage is not atomic across threads: two at once can hand out one message twice."""
+    import threading
+    import time
+
+    from local.event_sources import SqsEventSource
+
+    class Sqs:
+        def __init__(self) -> None:
+            self.inside = 0
+            self.most = 0
+            self.calls = 0
+            self.lock = threading.Lock()
+
+        def receive_message(self, **_: Any) -> dict[str, Any]:
+            with self.lock:
+                self.inside += 1
+                self.calls += 1
+                self.most = max(self.most, self.inside)
+            time.sleep(0.02)
+            with self.lock:
+                self.inside -= 1
+            return {"Messages": []}
+
+    class Function:
+        logical_id = "Fn"
+
+    sqs = Sqs()
+    source = SqsEventSource(
+        Function(),  # type: ignore[arg-type]
+        "Queue",
+        "arn:aws:sqs:us-east-1:123456789012:q",
+        "http://127.0.0.1/q",
+        {"BatchSize": 10, "ScalingConfig": {"MaximumConcurrency": 5}},
+        lambda: sqs,
+        "us-east-1",
+    )
+    source.start()
+    time.sleep(0.3)
+    source.stop(timeout=3)
+
+    assert source.pollers == 5 and sqs.calls >= 5
+    assert sqs.most == 1

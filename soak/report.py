@@ -1,0 +1,421 @@
+"""What the soak found: every object's fate, counted from what Braze recorded, not from the sender's
+own account of it.
+
+An object is *delivered* when a call Braze processed held it and did not name it in `errors[]`
+(the sandbox records that whether or not its answer reached the sender); *kept as rejected* when
+the rejected-objects bucket holds it; *lost* when the API accepted it and neither is true (an object
+whose message sits in the DLQ counts as not delivered, whatever happened to it before).
+
+Every delivery after an object's first must be explained by a window in which a resend is
+expected, or the run fails:
+
+(i)  ARCHITECTURE.md's window: the sender was killed after Braze took the call (its 2xx answered,
+     or the call on the wire) and before anything recorded it (ledger, SQS delete) — the earlier
+     delivery lies inside a killed invocation that carried the object and did not write it to the
+     ledger, and the next one came after that invocation ended;
+(ii) Braze processed the call but its answer was lost (the sandbox's timeout fault, or a drop after
+     processing): the sender cannot tell that from a call that never arrived, so it resends. This
+     is not the crash window, and is reported apart from it;
+(iii) SQS handed out a message again that the sender had finished: the next delivery came from
+     the same SQS message although the invocation that sent it neither failed it nor died. A
+     standard queue delivers at least once; AWS does this rarely, moto's server (whose receive is not
+     atomic across threads) more often when two pollers receive at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from soak.kills import KILL_POINTS, WINDOW_POINTS, InvocationRecord, KillSwitch
+from soak.load import LoadResult, soak_id
+
+TRACK_PATH = "/users/track"
+OBJECT_ARRAYS = ("events", "purchases")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    time: float  # when Braze received the call
+    answered: bool  # the sender heard a 2xx
+    fault: str | None  # why it did not (the sandbox's fault name)
+
+
+@dataclass
+class Findings:
+    objects_sent: int = 0
+    requests: int = 0
+    client_retries: dict[str, int] = field(default_factory=dict)  # the API's status (0: none) → retries
+    accepted: int = 0
+    rejected_at_ingest: Counter[str] = field(default_factory=Counter)
+    delivered: int = 0
+    rejected_by_braze: Counter[str] = field(default_factory=Counter)
+    rejection_records: int = 0  # lines in the bucket; more than the objects when one was kept twice
+    lost: int = 0
+    lost_examples: list[str] = field(default_factory=list)
+    dlq_messages: int = 0
+    dlq_objects: int = 0
+    delivered_twice: int = 0  # objects delivered more than once
+    extra_deliveries: int = 0
+    window_kill: Counter[str] = field(default_factory=Counter)  # (i), by kill point
+    window_answer_lost: Counter[str] = field(default_factory=Counter)  # (ii), by fault
+    window_sqs_again: int = 0  # (iii)
+    unexplained: int = 0
+    unexplained_examples: list[dict[str, Any]] = field(default_factory=list)
+    kills: Counter[str] = field(default_factory=Counter)
+    kills_in_window: int = 0
+    kills_causing_duplicates: int = 0
+    kills_not_landed: Counter[str] = field(default_factory=Counter)
+    spared_invocations: int = 0
+    calls_in_flight_at_kill: int = 0
+    in_flight_processed_after_kill: int = 0
+    invocations: int = 0
+    invocations_failed: int = 0
+    invocations_timed_out: int = 0
+    longest_invocation_seconds: float = 0.0
+    longest_hold_seconds: float = 0.0  # from SQS handing a message out to its invocation's end
+    visibility_timeout_seconds: int = 0
+    braze_calls: int = 0
+    braze_statuses: dict[str, int] = field(default_factory=dict)
+    braze_faults: dict[str, int] = field(default_factory=dict)
+    rate_limit_styles: dict[str, int] = field(default_factory=dict)
+    outage_seconds: float = 0.0
+    outage_calls: int = 0  # of the injected 500s, those of the outage
+    objects_per_call: float = 0.0
+    objects_per_processed_call: float = 0.0
+    drained: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.drained and self.lost == 0 and self.unexplained == 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = {name: value for name, value in vars(self).items()}
+        data["passed"] = self.passed
+        return json.loads(json.dumps(data, default=dict))
+
+
+def analyse(
+    load: LoadResult,
+    braze_requests: list[Any],
+    braze_stats: dict[str, Any],
+    kept: list[dict[str, Any]],
+    dlq_bodies: list[str],
+    switch: KillSwitch,
+) -> Findings:
+    found = Findings(objects_sent=load.sent, requests=load.requests, accepted=len(load.accepted))
+    found.rejected_at_ingest = Counter(load.rejected.values())
+    found.client_retries = {str(status): count for status, count in load.retried.items()}
+
+    deliveries = _deliveries(braze_requests)
+    kept_ids: dict[str, str] = {}
+    for record in kept:
+        identifier = soak_id(record.get("object"))
+        if identifier is not None:
+            kept_ids[identifier] = str((record.get("reason") or {}).get("type"))
+    found.rejection_records = len(kept)
+    found.rejected_by_braze = Counter(kept_ids.values())
+    in_dlq = _dlq_ids(dlq_bodies)
+    found.dlq_messages, found.dlq_objects = len(dlq_bodies), len(in_dlq)
+
+    delivered = {identifier for identifier in deliveries if identifier in load.accepted} - in_dlq
+    found.delivered = len(delivered)
+    lost = sorted(load.accepted - delivered - (set(kept_ids) - in_dlq))
+    found.lost, found.lost_examples = len(lost), lost[:10]
+
+    _explain_duplicates(found, deliveries, switch.invocations, switch.unanswered)
+    _count_kills(found, switch)
+    _count_braze(found, braze_requests, braze_stats)
+    return found
+
+
+def _deliveries(braze_requests: list[Any]) -> dict[str, list[Delivery]]:
+    found: dict[str, list[Delivery]] = defaultdict(list)
+    for request in braze_requests:
+        if request.path != TRACK_PATH or not request.processed or not isinstance(request.json, dict):
+            continue
+        refused = {(e.get("input_array"), e.get("index")) for e in request.errors if isinstance(e, dict)}
+        answered = request.status is not None and 200 <= request.status < 300
+        for array in OBJECT_ARRAYS:
+            for index, obj in enumerate(request.json.get(array) or []):
+                identifier = soak_id(obj)
+                if identifier is not None and (array, index) not in refused:
+                    found[identifier].append(Delivery(request.time, answered, request.fault))
+    for times in found.values():
+        times.sort(key=lambda delivery: delivery.time)
+    return found
+
+
+def _dlq_ids(bodies: list[str]) -> set[str]:
+    from braze_forwarder import queue
+
+    found = set()
+    for body in bodies:
+        try:
+            envelope = queue.decode(body)
+        except queue.EnvelopeError:
+            continue
+        found.update(filter(None, (soak_id(item.object) for item in envelope.items)))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Carrier:
+    """One invocation that held an object: which message, which receive, and how it ended."""
+
+    invocation: int
+    started: float
+    ended: float
+    message_id: str
+    envelope_id: str
+    receive_count: int
+    kill_point: str | None
+    recorded: bool  # the invocation wrote the object's position to the ledger
+    failed: bool  # the invocation gave the message back (batchItemFailures, or it died)
+
+
+def _carriers(invocations: list[InvocationRecord]) -> dict[str, list[Carrier]]:
+    from braze_forwarder import queue
+
+    found: dict[str, list[Carrier]] = defaultdict(list)
+    for invocation in invocations:
+        end = invocation.ended or invocation.killed_at or invocation.started
+        for message_id, body, receive_count in zip(
+            invocation.message_ids, invocation.bodies, invocation.receive_counts, strict=True
+        ):
+            try:
+                envelope = queue.decode(body)
+            except queue.EnvelopeError:
+                continue
+            recorded = invocation.ledger.get(envelope.id, frozenset())
+            for position, item in enumerate(envelope.items):
+                identifier = soak_id(item.object)
+                if identifier is not None:
+                    found[identifier].append(
+                        Carrier(
+                            invocation.number,
+                            invocation.started,
+                            end,
+                            message_id,
+                            envelope.id,
+                            receive_count,
+                            invocation.kill_point,
+                            position in recorded,
+                            invocation.dead or message_id in invocation.failed_ids,
+                        )
+                    )
+    return found
+
+
+def _sqs_handed_out_again(carriers: Sequence[Carrier], delivery: Delivery, resent: Delivery) -> bool:
+    """The invocation that sent the object finished its message, and the resend came from that same
+    SQS message, in another invocation."""
+    sent_by = [c for c in carriers if c.started <= delivery.time <= c.ended and not c.failed]
+    resent_by = [c for c in carriers if c.started <= resent.time <= c.ended]
+    return any(
+        first.message_id == second.message_id and first.invocation != second.invocation
+        for first in sent_by
+        for second in resent_by
+    )
+
+
+def _describe(carrier: Carrier) -> dict[str, Any]:
+    described = {name: getattr(carrier, name) for name in Carrier.__slots__}
+    described["started"], described["ended"] = round(carrier.started, 3), round(carrier.ended, 3)
+    return described
+
+
+def _explain_duplicates(
+    found: Findings,
+    deliveries: dict[str, list[Delivery]],
+    invocations: list[InvocationRecord],
+    unanswered: list[tuple[float, float, frozenset[str]]],
+) -> None:
+    carriers = _carriers(invocations)
+    causing: set[int] = set()
+    for identifier, times in deliveries.items():
+        if len(times) < 2:
+            continue
+        found.delivered_twice += 1
+        found.extra_deliveries += len(times) - 1
+        for delivery, resent in itertools.pairwise(times):  # each one was followed by another: why?
+            if not delivery.answered:
+                found.window_answer_lost[delivery.fault or "no answer"] += 1
+                continue
+            if any(sent <= delivery.time <= gave_up and identifier in ids for sent, gave_up, ids in unanswered):
+                # Braze answered, but too late: the sender had stopped reading.
+                found.window_answer_lost["answered after the sender gave up"] += 1
+                continue
+            # Sent by an invocation that was then killed without recording the object in the
+            # ledger (an object it recorded must never go out again), and sent again only after
+            # that invocation was gone.
+            inside = [
+                carrier
+                for carrier in carriers.get(identifier, ())
+                if carrier.kill_point is not None
+                and not carrier.recorded
+                and carrier.started <= delivery.time <= carrier.ended <= resent.time
+            ]
+            if inside:
+                found.window_kill[str(inside[0].kill_point)] += 1
+                causing.add(inside[0].invocation)
+                continue
+            if _sqs_handed_out_again(carriers.get(identifier, ()), delivery, resent):
+                found.window_sqs_again += 1
+                continue
+            found.unexplained += 1
+            if len(found.unexplained_examples) < 10:
+                found.unexplained_examples.append(
+                    {
+                        "soak_id": identifier,
+                        "deliveries": [(round(d.time, 3), d.answered, d.fault) for d in times],
+                        "carriers": [_describe(carrier) for carrier in carriers.get(identifier, ())],
+                    }
+                )
+    found.kills_causing_duplicates = len(causing)
+
+
+def _count_kills(found: Findings, switch: KillSwitch) -> None:
+    invocations = switch.invocations
+    found.invocations = len(invocations)
+    found.spared_invocations = sum(invocation.spared for invocation in invocations)
+    found.kills_not_landed = switch.unlanded()
+    found.longest_invocation_seconds = round(
+        max(((i.ended or i.started) - i.started for i in invocations), default=0.0), 2
+    )
+    found.longest_hold_seconds = round(
+        max(((i.ended or i.started) - i.first_received for i in invocations if i.first_received), default=0.0), 2
+    )
+    for invocation in switch.killed():
+        found.kills[str(invocation.kill_point)] += 1
+        processed_after = sum(n for status, n in invocation.answers_after_kill.items() if 200 <= status < 300)
+        found.calls_in_flight_at_kill += invocation.in_flight_at_kill
+        found.in_flight_processed_after_kill += processed_after
+        # In the window: Braze had some of the batch when the environment died.
+        if invocation.kill_point in WINDOW_POINTS and (invocation.answers_2xx or processed_after):
+            found.kills_in_window += 1
+    found.kills = Counter({point: found.kills[point] for point in KILL_POINTS if found.kills[point]})
+
+
+def _count_braze(found: Findings, braze_requests: list[Any], stats: dict[str, Any]) -> None:
+    track = [request for request in braze_requests if request.path == TRACK_PATH]
+    found.braze_calls = len(track)
+    found.braze_statuses = dict(stats.get("statuses", {}).get(TRACK_PATH, {}))
+    found.braze_faults = dict(stats.get("faults_injected", {}))
+    found.rate_limit_styles = dict(stats.get("rate_limit_styles", {}))
+    sizes = [_objects(request.json) for request in track]
+    processed = [_objects(request.json) for request in track if request.processed]
+    found.objects_per_call = round(sum(sizes) / len(sizes), 1) if sizes else 0.0
+    found.objects_per_processed_call = round(sum(processed) / len(processed), 1) if processed else 0.0
+
+
+def _objects(body: Any) -> int:
+    if not isinstance(body, dict):
+        return 0
+    return sum(len(body.get(array) or []) for array in ("attributes", *OBJECT_ARRAYS))
+
+
+# --------------------------------------------------------------------------------------------------
+# Printing
+# --------------------------------------------------------------------------------------------------
+
+
+def render(found: Findings, title: str, spare_from_receive: int) -> str:
+    def n(value: float) -> str:
+        return f"{value:,}"
+
+    def reasons(counts: Counter[str] | dict[str, int]) -> str:
+        ordered = sorted(counts.items(), key=lambda pair: -pair[1])
+        return ", ".join(f"{reason} {n(count)}" for reason, count in ordered) or "-"
+
+    def row(label: str, value: str, detail: str = "") -> str:
+        return f"  {label:<24}{value:>9}   {detail}".rstrip()
+
+    seconds = found.seconds
+    lost_detail = ""
+    if found.lost_examples:
+        lost_detail = f"e.g. {', '.join(found.lost_examples[:3])}"
+    if found.dlq_messages:
+        lost_detail += f" (DLQ: {n(found.dlq_messages)} messages, {n(found.dlq_objects)} objects)"
+    in_flight = (
+        f"{n(found.calls_in_flight_at_kill)} calls in flight at a kill, Braze processed "
+        f"{n(found.in_flight_processed_after_kill)} (answers discarded)"
+    )
+    lines = [
+        title,
+        row(
+            "wall time",
+            f"{seconds.get('total', 0):.1f} s",
+            f"stack start {seconds.get('start', 0):.1f} s, load {seconds.get('load', 0):.1f} s, "
+            f"drain {seconds.get('drain', 0):.1f} s",
+        ),
+        row(
+            "sent",
+            n(found.objects_sent),
+            f"objects in {n(found.requests)} requests; retried after: {reasons(found.client_retries)}",
+        ),
+        row("accepted", n(found.accepted)),
+        row("rejected at ingest", n(sum(found.rejected_at_ingest.values())), reasons(found.rejected_at_ingest)),
+        row("delivered", n(found.delivered), "at least once, as Braze recorded it"),
+        row(
+            "rejected by Braze",
+            n(sum(found.rejected_by_braze.values())),
+            f"{reasons(found.rejected_by_braze)}; kept in S3 ({n(found.rejection_records)} records)",
+        ),
+        row("lost", n(found.lost), lost_detail),
+        row("delivered twice", n(found.delivered_twice), f"objects ({n(found.extra_deliveries)} extra deliveries)"),
+        row(
+            "  (i) kill window",
+            n(sum(found.window_kill.values())),
+            f"killed after Braze's 2xx, before ledger/delete (ARCHITECTURE.md): {reasons(found.window_kill)}",
+        ),
+        row(
+            "  (ii) answer lost",
+            n(sum(found.window_answer_lost.values())),
+            f"Braze processed, the answer never came (not the crash window): {reasons(found.window_answer_lost)}",
+        ),
+        row(
+            "  (iii) SQS again",
+            n(found.window_sqs_again),
+            "SQS handed out a message the sender had finished (standard queues deliver at least once)",
+        ),
+        row("  unexplained", n(found.unexplained)),
+        row("kills", n(sum(found.kills.values())), reasons(found.kills)),
+        row(
+            "  in the window",
+            n(found.kills_in_window),
+            f"Braze had part of the batch; {n(found.kills_causing_duplicates)} caused duplicates; {in_flight}",
+        ),
+        row("  planned, not reached", n(sum(found.kills_not_landed.values())), reasons(found.kills_not_landed)),
+        row("  spared", n(found.spared_invocations), f"batches holding a message on receive {spare_from_receive}+"),
+        row(
+            "sender invocations",
+            n(found.invocations),
+            f"failed {n(found.invocations_failed)}, timed out {n(found.invocations_timed_out)}, "
+            f"longest {found.longest_invocation_seconds} s; a message held at most {found.longest_hold_seconds} s "
+            f"(visibility timeout {found.visibility_timeout_seconds} s)",
+        ),
+        row("Braze calls", n(found.braze_calls), f"/users/track: {reasons(found.braze_statuses)}"),
+        row(
+            "  faults injected",
+            n(sum(found.braze_faults.values())),
+            f"{reasons(found.braze_faults)}; {n(found.outage_calls)} of the errors in the "
+            f"{found.outage_seconds} s outage",
+        ),
+        row("  429 header variants", n(sum(found.rate_limit_styles.values())), reasons(found.rate_limit_styles)),
+        row(
+            "objects per call",
+            f"{found.objects_per_call}",
+            f"all calls; {found.objects_per_processed_call} in calls Braze processed",
+        ),
+    ]
+    if not found.drained:
+        lines.append("  NOT DRAINED: the events queue still held messages when the wait ended")
+    lines.extend(f"  unexplained: {json.dumps(example)}" for example in found.unexplained_examples[:3])
+    lines.append(row("result", "PASS" if found.passed else "FAIL"))
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""How the soak judges: each object's fate from Braze's records, and every second delivery either
+explained by a window or counted as unexplained. Built by hand, no servers."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from braze_forwarder import queue
+from soak.kills import AFTER_BRAZE_2XX, InvocationRecord, KillPlan, KillSwitch
+from soak.load import LoadResult
+from soak.report import analyse, render
+
+
+def obj(identifier: str) -> dict[str, Any]:
+    return {"external_id": "u", "name": "e", "time": "2026-05-01T12:00:00Z", "properties": {"soak_id": identifier}}
+
+
+def call(at: float, *identifiers: str, status: int | None = 201, fault: str | None = None) -> SimpleNamespace:
+    """A /users/track call Braze processed."""
+    return SimpleNamespace(
+        path="/users/track",
+        processed=True,
+        json={"events": [obj(i) for i in identifiers]},
+        errors=[],
+        status=status,
+        fault=fault,
+        time=at,
+    )
+
+
+def body(*identifiers: str) -> str:
+    items = [queue.EncodedItem("events", n, queue.encode_object(obj(i))) for n, i in enumerate(identifiers)]
+    [message] = queue.build_messages("track", items, source="t", correlation_id=None, max_message_bytes=1 << 20)
+    return message
+
+
+def invocation(number: int, started: float, ended: float, message: str, message_id: str = "m1", **extra: Any):
+    return InvocationRecord(
+        number=number,
+        started=started,
+        ended=ended,
+        message_ids=[message_id],
+        bodies=[message],
+        objects=len(queue.decode(message).items),
+        receive_counts=[1],
+        max_receive_count=1,
+        **extra,
+    )
+
+
+def judge(
+    requests: list[Any],
+    invocations: list[InvocationRecord],
+    accepted: tuple[str, ...] = ("a", "b"),
+    kept: tuple[dict[str, Any], ...] = (),
+    dlq: tuple[str, ...] = (),
+    unanswered: tuple[tuple[float, float, frozenset[str]], ...] = (),
+):
+    switch = KillSwitch(KillPlan())
+    switch.invocations = invocations
+    switch.unanswered = list(unanswered)
+    load = LoadResult(sent=len(accepted), requests=1, accepted=set(accepted))
+    found = analyse(load, requests, {}, list(kept), list(dlq), switch)
+    found.drained = True
+    return found
+
+
+def test_a_resend_after_a_kill_that_followed_braze_s_2xx_is_the_crash_window() -> None:
+    message = body("a", "b")
+    killed = invocation(1, 10.0, 11.0, message, killed_at=10.6, kill_point=AFTER_BRAZE_2XX)
+    found = judge([call(10.5, "a", "b"), call(31.0, "a", "b")], [killed, invocation(2, 31.0, 32.0, message)])
+
+    assert (found.delivered, found.lost, found.delivered_twice, found.unexplained) == (2, 0, 2, 0)
+    assert found.window_kill == {AFTER_BRAZE_2XX: 2} and found.kills_causing_duplicates == 1
+    assert found.passed
+
+
+def test_an_object_the_killed_invocation_wrote_to_the_ledger_may_not_come_again() -> None:
+    message = body("a", "b")
+    envelope_id = queue.decode(message).id
+    killed = invocation(
+        1, 10.0, 11.0, message, killed_at=10.9, kill_point="after_ledger_write", ledger={envelope_id: frozenset({0})}
+    )
+    found = judge([call(10.5, "a"), call(31.0, "a", "b")], [killed, invocation(2, 31.0, 32.0, message)])
+
+    assert found.unexplained == 1 and not found.passed  # "a" (position 0) was recorded as done
+    assert found.unexplained_examples[0]["soak_id"] == "a"
+
+
+def test_a_resend_inside_the_killed_invocation_is_not_the_kill_s_doing() -> None:
+    message = body("a")
+    killed = invocation(1, 10.0, 11.0, message, killed_at=10.9, kill_point=AFTER_BRAZE_2XX)
+    found = judge([call(10.2, "a"), call(10.4, "a")], [killed], accepted=("a",))
+
+    assert found.unexplained == 1
+
+
+def test_a_lost_answer_explains_the_retry_and_is_reported_apart() -> None:
+    message = body("a")
+    requests = [call(10.2, "a", status=None, fault="timeout"), call(10.4, "a")]
+    found = judge(requests, [invocation(1, 10.0, 11.0, message)], accepted=("a",))
+
+    assert found.window_answer_lost == {"timeout": 1} and not found.window_kill and found.passed
+
+
+def test_an_answer_braze_wrote_after_the_sender_gave_up_counts_as_lost() -> None:
+    found = judge(
+        [call(10.2, "a"), call(12.0, "a")],  # Braze's record says 201: it wrote the answer
+        [invocation(1, 10.0, 13.0, body("a"))],
+        accepted=("a",),
+        unanswered=((10.1, 11.1, frozenset({"a"})),),  # the sender's read had timed out by then
+    )
+
+    assert found.window_answer_lost == {"answered after the sender gave up": 1} and found.unexplained == 0
+
+
+def test_the_same_sqs_message_twice_without_a_failure_is_sqs_at_least_once() -> None:
+    message = body("a")
+    finished = invocation(1, 10.0, 11.0, message)
+    again = invocation(2, 11.1, 12.0, message)
+    found = judge([call(10.5, "a"), call(11.5, "a")], [finished, again], accepted=("a",))
+
+    assert (found.window_sqs_again, found.unexplained) == (1, 0)
+
+
+def test_the_same_objects_in_another_message_are_unexplained() -> None:
+    found = judge(
+        [call(10.5, "a"), call(11.5, "a")],
+        [invocation(1, 10.0, 11.0, body("a"), "m1"), invocation(2, 11.1, 12.0, body("a"), "m2")],
+        accepted=("a",),
+    )
+
+    assert found.unexplained == 1
+
+
+def test_lost_is_accepted_minus_delivered_minus_kept_and_the_dlq_counts_as_not_delivered() -> None:
+    kept = ({"object": obj("b"), "reason": {"type": "BLACKLISTED_EXTERNAL_USER_ID"}},)
+    found = judge([call(10.0, "a"), call(10.0, "c")], [], accepted=("a", "b", "c", "d"), kept=kept, dlq=(body("c"),))
+
+    assert (found.delivered, found.lost) == (1, 2)  # "c" sits in the DLQ, "d" never reached Braze
+    assert found.rejected_by_braze == {"BLACKLISTED_EXTERNAL_USER_ID": 1}
+    assert (found.dlq_messages, found.dlq_objects) == (1, 1)
+    assert not found.passed
+    assert "lost" in render(found, "title", 3) and "FAIL" in render(found, "title", 3)
