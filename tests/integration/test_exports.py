@@ -21,6 +21,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from braze_forwarder.config import GCG_EXPORT_FIELDS
 from braze_forwarder.exports import jobs, lake
@@ -874,3 +876,33 @@ def test_starter_copier_and_callback_settings_come_from_the_template(exports):
         assert cls.from_environ() is not None
     env = exports.stack.function_environment("ExportStarterFunction")
     assert env["EXPORT_CALLBACK_BASE_URL"].endswith(".amazonaws.com")
+
+
+_CALLBACK_BODIES = st.one_of(
+    st.none(),
+    st.binary(max_size=600).map(lambda data: data.decode("latin-1")),
+    st.text(max_size=600),
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40)),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+        max_leaves=20,
+    ).map(json.dumps),
+    st.sampled_from(['{"success": true}', '{"success": false}', '{"success": "yes"}', "[", '{"a":1,"a":2}']),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    token=st.sampled_from(["valid", "wrong", "", None]),
+    job_id=st.sampled_from([JOB_ID, "gcg-20991231T000000Z", "..", "%00", "x" * 300]),
+    body=_CALLBACK_BODIES,
+)
+def test_callback_fuzz_never_answers_5xx_and_a_refused_callback_queues_nothing(exports, token, job_id, body):
+    if not hasattr(exports, "fuzz_token"):
+        exports.fuzz_token = exports.started_job()  # one started job for every example
+    before = exports.queued()
+    reply = exports.callback(exports.fuzz_token if token == "valid" else token, job_id=job_id, body=body)
+    assert reply.status < 500, reply
+    if reply.status >= 400:
+        assert reply.body.get("type") and reply.body.get("reason"), reply
+        assert exports.queued() == before, "a refused callback queued copy tasks"
