@@ -101,6 +101,25 @@ def use_function_environment(
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
 
 
+def use_sender_environment(
+    monkeypatch: pytest.MonkeyPatch, stack: LocalStack, braze_url: str, braze_key: str, **overrides: str
+) -> None:
+    """BrazeSenderFunction's environment against a Braze sandbox, with short timeouts (tests wait on
+    them), one call in flight unless overridden, and the sandbox's key in the stack's secret."""
+    import boto3
+
+    settings = {
+        "BRAZE_REST_ENDPOINT": braze_url,
+        "BRAZE_MAX_IN_FLIGHT": "1",
+        "BRAZE_CONNECT_TIMEOUT_SECONDS": "0.5",
+        "BRAZE_READ_TIMEOUT_SECONDS": "1",
+        "BRAZE_MAX_ATTEMPTS": "3",
+        "TIME_RESERVE_SECONDS": "0.5",
+    }
+    use_function_environment(monkeypatch, stack, "BrazeSenderFunction", **{**settings, **overrides})
+    boto3.client("secretsmanager").put_secret_value(SecretId=stack.refs["BrazeApiKeySecret"], SecretString=braze_key)
+
+
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
     """Everything logged at any level — Powertools' JSON lines with their appended keys, every other

@@ -15,7 +15,12 @@ from aws_lambda_powertools.utilities import parameters
 
 from braze_forwarder import queue
 from local.braze_sandbox import BrazeSandbox, SandboxConfig, ScriptedResponse
-from tests.conftest import LambdaContextStub, load_event, metric_values, use_function_environment
+from tests.conftest import (
+    LambdaContextStub,
+    load_event,
+    metric_values,
+    use_sender_environment,
+)
 
 BRAZE_KEY = "braze-rest-key-0123456789"
 
@@ -28,20 +33,7 @@ def braze() -> Iterator[BrazeSandbox]:
 
 @pytest.fixture
 def send(aws_stack, monkeypatch, braze) -> Callable[..., dict[str, Any]]:
-    use_function_environment(
-        monkeypatch,
-        aws_stack,
-        "BrazeSenderFunction",
-        BRAZE_REST_ENDPOINT=braze.url,
-        BRAZE_MAX_IN_FLIGHT="1",
-        BRAZE_CONNECT_TIMEOUT_SECONDS="0.5",
-        BRAZE_READ_TIMEOUT_SECONDS="1",
-        BRAZE_MAX_ATTEMPTS="3",
-        TIME_RESERVE_SECONDS="0.5",
-    )
-    boto3.client("secretsmanager").put_secret_value(
-        SecretId=aws_stack.refs["BrazeApiKeySecret"], SecretString=BRAZE_KEY
-    )
+    use_sender_environment(monkeypatch, aws_stack, braze.url, BRAZE_KEY)
     from braze_forwarder.delivery import sender
 
     sender.reset()

@@ -23,7 +23,7 @@ from soak.kills import (
     KillPlan,
     KillSwitch,
 )
-from tests.conftest import LambdaContextStub, use_function_environment
+from tests.conftest import LambdaContextStub, use_sender_environment
 
 BRAZE_KEY = "braze-rest-key-kills"
 
@@ -47,19 +47,8 @@ def braze() -> Iterator[BrazeSandbox]:
 @pytest.fixture
 def sender(aws_stack, monkeypatch, braze) -> Iterator[Callable[..., Any]]:
     """install(plan) → (switch, invoke); invoke(*bodies, receive_count=1) runs the wrapped handler."""
-    use_function_environment(
-        monkeypatch,
-        aws_stack,
-        "BrazeSenderFunction",
-        BRAZE_REST_ENDPOINT=braze.url,
-        BRAZE_MAX_IN_FLIGHT="1",
-        BRAZE_CONNECT_TIMEOUT_SECONDS="0.5",
-        BRAZE_READ_TIMEOUT_SECONDS="2",
-        BRAZE_MAX_ATTEMPTS="1",
-        TIME_RESERVE_SECONDS="0.5",
-    )
-    boto3.client("secretsmanager").put_secret_value(
-        SecretId=aws_stack.refs["BrazeApiKeySecret"], SecretString=BRAZE_KEY
+    use_sender_environment(
+        monkeypatch, aws_stack, braze.url, BRAZE_KEY, BRAZE_READ_TIMEOUT_SECONDS="2", BRAZE_MAX_ATTEMPTS="1"
     )
     from braze_forwarder.delivery import sender as sender_module
     from functions.braze_sender import app
