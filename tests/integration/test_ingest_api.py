@@ -204,6 +204,29 @@ def test_header_names_are_matched_whatever_their_case(api, aws_stack):
         ('{"events": [{"price": Infinity}]}', "invalid_number"),
         ('{"events": [], "events": []}', "duplicate_key"),
         ('{"events": [{"external_id": "a", "external_id": "b"}]}', "duplicate_key"),
+        # Objects that are valid but for the repeat: caught after encoding, by the colon count.
+        (
+            '{"events": [{"external_id": "a", "name": "n", "time": "2026-11-22T07:00:00Z",'
+            ' "properties": {"p": "x:y", "p": 1}}]}',
+            "duplicate_key",
+        ),
+        (
+            '{"events": [{"external_id": "a", "external_id": "b", "name": "n", "time": "2026-11-22T07:00:00Z"}]}',
+            "duplicate_key",
+        ),
+        (
+            '{"events": [{"external_id": "a", "\\u0065xternal_id": "a", "name": "n", "time": "2026-11-22T07:00:00Z"}]}',
+            "duplicate_key",
+        ),
+        # An escaped colon defeats the count: the strict parse decides.
+        (
+            '{"events": [{"external_id": "\\u003a", "external_id": "a", "name": "n", "time": "2026-11-22T07:00:00Z"}]}',
+            "duplicate_key",
+        ),
+        (
+            '{"api_key": "x", "api_key": "y","events": [{"braze_id": "a", "name": "n", "time": "2026-11-22T07:00Z"}]}',
+            "duplicate_key",
+        ),
         ("[" * 5000 + "]" * 5000, "nesting_too_deep"),
         ('{"attributes": [{"external_id": "a", "x": ' + "[" * 40 + "]" * 40 + "}]}", "nesting_too_deep"),
         ('{"events": [' + "1" * 5000 + "]}", "malformed_json"),

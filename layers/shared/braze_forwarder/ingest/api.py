@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from braze_forwarder.config import IngestSettings, settings
 from braze_forwarder.ingest import auth, idempotency
-from braze_forwarder.ingest.body import parse_json, read_body
+from braze_forwarder.ingest.body import parse_json_deferring_keys, read_body
 from braze_forwarder.ingest.errors import RequestRejected
 from braze_forwarder.ingest.service import ROUTES, Answer, accept
 from braze_forwarder.observability import MetricUnit, logger, metrics
@@ -35,7 +35,7 @@ def receive(event: APIGatewayProxyEventV2, kind: str, lambda_context: LambdaCont
     def compute() -> Answer:
         return accept(
             route,
-            parse_json(data),
+            parse_json_deferring_keys(data),
             client=client,
             correlation_id=correlation_id,
             queue_url=config.events_queue_url,

@@ -21,6 +21,7 @@ from braze_forwarder.braze.validation import (
     check_identify_object,
     check_track_object,
 )
+from braze_forwarder.ingest.body import DeferredKeysBody
 from braze_forwarder.ingest.errors import RequestRejected
 from braze_forwarder.observability import MetricUnit, logger, metrics, single_metric
 
@@ -62,7 +63,7 @@ class Answer:
 
 def accept(
     route: Route,
-    document: Any,
+    body: DeferredKeysBody,
     *,
     client: str,
     correlation_id: str | None,
@@ -71,12 +72,17 @@ def accept(
     max_json_depth: int,
 ) -> Answer:
     """Validate every object of a parsed body, queue the valid ones and answer as Braze would."""
-    batches = _arrays_of(route, document)
+    try:
+        batches = _arrays_of(route, body.document)
+    except RequestRejected:
+        body.require_unique_keys()  # a repeated key, if there is one, is the better answer
+        raise
     limits = Limits(max_object_depth=max_json_depth - 3)  # body → array → object
     max_object_bytes = queue.max_object_bytes(max_message_bytes, client, correlation_id)
     items: list[queue.EncodedItem] = []
     errors: list[dict[str, Any]] = []
     queued = dict.fromkeys(route.arrays, 0)
+    colons = _colons_outside_arrays(route, body.document)
     encode, check, item = queue.encode_object, route.check, queue.EncodedItem  # the loop runs per object
     try:
         for array, objects in batches:
@@ -84,6 +90,7 @@ def accept(
             for index, obj in enumerate(objects):
                 encoded = encode(obj)
                 size = len(encoded)
+                colons += encoded.count(":")
                 problem = check(array, obj, size, limits)
                 if problem is None and size > max_object_bytes:
                     problem = Problem(
@@ -98,9 +105,11 @@ def accept(
                 items.append(item(array, index, encoded))
             queued[array] = len(items) - queued_before
     except NestingTooDeep:
+        body.require_unique_keys()
         raise RequestRejected(
             400, "nesting_too_deep", f"the body nests arrays or objects deeper than {max_json_depth} levels"
         ) from None
+    body.require_unique_keys(colons)  # every object is encoded now, so the count proves it cheaply
 
     _count_rejections(errors)
     listed = _listed(errors)
@@ -153,6 +162,12 @@ def _arrays_of(route: Route, document: Any) -> list[tuple[str, list[Any]]]:
     if not batches:
         raise RequestRejected(400, "empty_request", f"the body has no objects; send at least one in {expected}")
     return batches
+
+
+def _colons_outside_arrays(route: Route, document: dict[str, Any]) -> int:
+    """':' of the document's compact encoding that are not inside an array's objects (see DeferredKeysBody)."""
+    others = {key: value for key, value in document.items() if key not in route.arrays}
+    return len(document) - len(others) + (queue.encode_object(others).count(":") if others else 0)
 
 
 def _listed(errors: list[dict[str, Any]]) -> dict[str, Any]:
