@@ -2,7 +2,6 @@
 into the events queue."""
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from braze_forwarder.ingest.api import receive
@@ -72,8 +71,10 @@ def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Res
     return Response(status, content_types.APPLICATION_JSON, body, headers={**(headers or {}), **correlation})
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    # API Gateway's request id, read directly: correlation_id_path would run a JMESPath query per request.
+    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     return app.resolve(event, context)

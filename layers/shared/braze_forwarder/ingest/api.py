@@ -18,16 +18,17 @@ from braze_forwarder.observability import MetricUnit, logger, metrics
 def receive(event: APIGatewayProxyEventV2, kind: str, lambda_context: LambdaContext | None) -> tuple[Answer, bool]:
     """Answer one /users/track or /users/identify request; return the answer and whether it is a replay."""
     config = settings(IngestSettings)
+    headers = event.headers  # Powertools matches names whatever their case; built on each access, so once
     try:
         client = auth.authenticate(
-            header(event, "authorization"), config.ingest_keys_secret_arn, config.ingest_keys_max_age_seconds
+            headers.get("authorization"), config.ingest_keys_secret_arn, config.ingest_keys_max_age_seconds
         )
     except RequestRejected:
         metrics.add_metric(name="Unauthorized", unit=MetricUnit.Count, value=1)
         raise
     logger.append_keys(client=client)
     metrics.add_metadata(key="client", value=client)
-    key = idempotency.checked_key(header(event, "idempotency-key"))
+    key = idempotency.checked_key(headers.get("idempotency-key"))
     data = read_body(event.body, event.is_base64_encoded, config.max_body_bytes)
     route = ROUTES[kind]
     correlation_id = logger.get_correlation_id()
@@ -63,11 +64,3 @@ def receive(event: APIGatewayProxyEventV2, kind: str, lambda_context: LambdaCont
     )
     return answered
 
-
-def header(event: APIGatewayProxyEventV2, name: str) -> str | None:
-    """A request header, whatever its case (HTTP APIs lower-case names; other callers may not)."""
-    headers = event.headers or {}
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name), None)
-    return value

@@ -41,6 +41,9 @@ class ClientKey:
 
 
 _last_refresh_on_miss = 0.0
+# The last secret document read and its parsed entries: Powertools hands back the same cached
+# document until max_age, and a secret with many clients is not worth parsing on every request.
+_parsed: tuple[object, tuple[ClientKey, ...]] | None = None
 
 
 def authenticate(authorization: str | None, secret_arn: str, max_age_seconds: int) -> str:
@@ -82,7 +85,10 @@ def _client_keys(secret_arn: str, max_age_seconds: int, force_fetch: bool) -> tu
         document = parameters.get_secret(secret_arn, transform="json", max_age=max_age_seconds, force_fetch=force_fetch)
     except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError) as exc:
         raise IngestKeysSecretError(f"cannot read the ingest-keys secret: {type(exc).__name__}") from exc
-    return _parse(document)
+    global _parsed
+    if _parsed is None or _parsed[0] is not document:
+        _parsed = document, _parse(document)
+    return _parsed[1]
 
 
 def _parse(document: object) -> tuple[ClientKey, ...]:
@@ -112,9 +118,13 @@ def _may_refresh_on_miss() -> bool:
 
 
 def reset() -> None:
-    """Forget refresh timing (tests)."""
-    global _last_refresh_on_miss
+    """Forget refresh timing and the parsed secret (tests)."""
+    global _last_refresh_on_miss, _parsed
     _last_refresh_on_miss = 0.0
+    _parsed = None
+# The last secret document read and its parsed entries: Powertools hands back the same cached
+# document until max_age, and a secret with many clients is not worth parsing on every request.
+_parsed: tuple[object, tuple[ClientKey, ...]] | None = None
 
 
 def _unauthorized() -> RequestRejected:

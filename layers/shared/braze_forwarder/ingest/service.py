@@ -137,7 +137,6 @@ def accept(
             {"Retry-After": "5"},
         ) from None
     metrics.add_metric(name="ObjectsAccepted", unit=MetricUnit.Count, value=len(items))
-    metrics.add_metric(name="MessagesQueued", unit=MetricUnit.Count, value=len(messages))
     return Answer(202, {"message": "success", **route.counts(queued), **listed})
 
 

@@ -206,7 +206,6 @@ def _queue(
             {"Retry-After": "5"},
         ) from None
     _count("WebhookEventsQueued", event.provider)
-    metrics.add_metric(name="MessagesQueued", unit=MetricUnit.Count, value=len(messages))
     return Answer(200, {"message": "queued", **counts}), "queued"
 
 
