@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from braze_forwarder.braze import validation
@@ -918,6 +918,66 @@ def test_events_valid(case: Case) -> None:
 @pytest.mark.parametrize("case", EVENT_INVALID)
 def test_events_invalid(case: Case) -> None:
     run_invalid(case)
+
+
+# Literal copies of the date-time patterns from before their optional parts became possessive (a
+# speed-up that must not change what they accept, nor, for attribute dates, the groups they report).
+OLD_EVENT_TIME = re.compile(
+    r"(?P<y>(?!0000)[0-9]{4})-(?P<m>0[1-9]|1[0-2])-(?P<d>0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9}|:[0-9]{3})?)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?"
+)
+OLD_ATTRIBUTE_DATE = re.compile(
+    r"(?P<y>(?!0000)[0-9]{4})-(?P<m>0[1-9]|1[0-2])-(?P<d>0[1-9]|[12][0-9]|3[01])"
+    r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9}|:[0-9]{3})?)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?)?"
+    r"|(?P<m2>0[1-9]|1[0-2])/(?P<d2>0[1-9]|[12][0-9]|3[01])/(?P<y2>(?!0000)[0-9]{4})"
+    r"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<m3>0[1-9]|1[0-2]|[A-Z][a-z]{2}) (?P<d3>0[1-9]|[12][0-9]|3[01])"
+    r" (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:[. ](?:Z|[A-Z]{2,5}|[+-][0-9]{2}:?[0-9]{2}))?"
+    r" (?P<y3>(?!0000)[0-9]{4})"
+)
+# One character of each class the patterns tell apart, and one they never take.
+DATE_CHARACTERS = "0123456789-/T :.+Z x"
+
+
+@st.composite
+def near_dates(draw: st.DrawFn) -> str:
+    """A string the old patterns accept, then perhaps a few characters inserted, dropped or replaced."""
+    text = draw(
+        st.one_of(st.from_regex(OLD_EVENT_TIME, fullmatch=True), st.from_regex(OLD_ATTRIBUTE_DATE, fullmatch=True))
+    )
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(text)))
+        edit = draw(st.sampled_from(["insert", "drop", "replace"]))
+        character = draw(st.sampled_from(DATE_CHARACTERS))
+        if edit == "insert":
+            text = text[:at] + character + text[at:]
+        else:
+            text = text[:at] + (character if edit == "replace" else "") + text[at + 1 :]
+    return text
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(near_dates(), st.text(DATE_CHARACTERS, max_size=30)))
+@example(text="0000-01-01T00:00")
+@example(text="0000-01-01")
+@example(text="01/01/0000")
+@example(text="Mon Jan 01 00:00:00 0000")
+@example(text="2024-05-01T12:00:00.1234567890")
+@example(text="2024-05-01T12:00:00:12")
+@example(text="2024-05-01T12:00:00:1234")
+@example(text="2024-05-01T12:00+01:0")
+@example(text="2024-05-01 12:00:00.5-0800")
+def test_time_patterns_match_the_same_strings_as_before(text: str) -> None:
+    old_time, old_date = OLD_EVENT_TIME.fullmatch(text), OLD_ATTRIBUTE_DATE.fullmatch(text)
+    assert (validation._EVENT_TIME.fullmatch(text) is None) == (old_time is None)
+    if old_time is not None:
+        # _is_event_time reads the date by position instead of by group
+        assert (text[:4], text[5:7], text[8:10]) == (old_time["y"], old_time["m"], old_time["d"])
+    new_date = validation._ATTRIBUTE_DATE.fullmatch(text)
+    assert (new_date is None) == (old_date is None)
+    if old_date is not None:
+        assert new_date is not None and new_date.groupdict() == old_date.groupdict()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -63,4 +63,3 @@ def receive(event: APIGatewayProxyEventV2, kind: str, lambda_context: LambdaCont
         extra={"status": answer.status, "replayed": replayed, "errors": len(answer.body.get("errors", []))},
     )
     return answered
-

@@ -122,9 +122,6 @@ def reset() -> None:
     global _last_refresh_on_miss, _parsed
     _last_refresh_on_miss = 0.0
     _parsed = None
-# The last secret document read and its parsed entries: Powertools hands back the same cached
-# document until max_age, and a secret with many clients is not worth parsing on every request.
-_parsed: tuple[object, tuple[ClientKey, ...]] | None = None
 
 
 def _unauthorized() -> RequestRejected:
