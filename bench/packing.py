@@ -96,7 +96,7 @@ def throughput_rows() -> list[list[str]]:
             records = []
             for n in range(0, objects, 250):
                 items = [
-                    queue.EncodedItem(
+                    (
                         "events",
                         i,
                         queue.encode_object(

@@ -134,7 +134,7 @@ def test_unreachable_aws_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[st
 def test_dlq_redrive_moves_messages_back_and_they_are_delivered(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from braze_forwarder.queue import EncodedItem, build_messages, encode_object
+    from braze_forwarder.queue import build_messages, encode_object
 
     assert stack.sandbox is not None and stack.resources is not None
     sqs = stack.client("sqs")
@@ -143,7 +143,7 @@ def test_dlq_redrive_moves_messages_back_and_they_are_delivered(
     for user in users:  # one envelope per message, as the sender's failures leave them
         (body,) = build_messages(
             "track",
-            [EncodedItem("attributes", 0, encode_object({"external_id": user, "first_name": "Redriven"}))],
+            [("attributes", 0, encode_object({"external_id": user, "first_name": "Redriven"}))],
             source="cli-test",
             correlation_id=None,
             max_message_bytes=262_144,

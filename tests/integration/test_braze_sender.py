@@ -50,7 +50,7 @@ def send(aws_stack, monkeypatch, braze) -> Callable[..., dict[str, Any]]:
 
 
 def envelope(objects: list[tuple[str, dict[str, Any]]], kind: str = "track") -> str:
-    items = [queue.EncodedItem(array, index, queue.encode_object(obj)) for index, (array, obj) in enumerate(objects)]
+    items = [(array, index, queue.encode_object(obj)) for index, (array, obj) in enumerate(objects)]
     [body] = queue.build_messages(kind, items, source="tests", correlation_id="corr-1", max_message_bytes=1024 * 1024)
     return body
 

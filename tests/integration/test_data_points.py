@@ -59,7 +59,7 @@ def delta(monkeypatch) -> None:
 
 
 def envelope(objects: list[tuple[str, dict[str, Any]]], received_at: str = T1) -> str:
-    items = [queue.EncodedItem(array, index, queue.encode_object(obj)) for index, (array, obj) in enumerate(objects)]
+    items = [(array, index, queue.encode_object(obj)) for index, (array, obj) in enumerate(objects)]
     [body] = queue.build_messages(
         "track", items, source="tests", correlation_id="corr-1", max_message_bytes=1024 * 1024, received_at=received_at
     )

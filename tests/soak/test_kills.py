@@ -88,7 +88,7 @@ def sender(aws_stack, monkeypatch, braze) -> Iterator[Callable[..., Any]]:
 
 def envelope(count: int, first: int = 0, user: str = "user") -> str:
     objects = [
-        queue.EncodedItem(
+        (
             "events",
             n,
             queue.encode_object(

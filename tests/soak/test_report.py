@@ -30,7 +30,7 @@ def call(at: float, *identifiers: str, status: int | None = 201, fault: str | No
 
 
 def body(*identifiers: str) -> str:
-    items = [queue.EncodedItem("events", n, queue.encode_object(obj(i))) for n, i in enumerate(identifiers)]
+    items = [("events", n, queue.encode_object(obj(i))) for n, i in enumerate(identifiers)]
     [message] = queue.build_messages("track", items, source="t", correlation_id=None, max_message_bytes=1 << 20)
     return message
 

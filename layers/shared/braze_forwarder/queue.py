@@ -47,22 +47,14 @@ class QueueUnavailable(RuntimeError):
         self.total = total
 
 
-# Not frozen: a frozen dataclass costs four times as much to create, and the ingest path makes one
-# per accepted object. Nothing changes an item after it is made.
-@dataclass(slots=True)
-class EncodedItem:
-    """One object ready for a message: its origin and its compact ASCII JSON encoding."""
-
-    array: str
-    index: int
-    object_json: str
-
-    def fragment(self) -> str:
-        return _fragment(self.array, self.index, self.object_json)
+# One object ready for a message: (array, index, compact ASCII JSON), the array and index being the
+# ones it had in the request. A plain tuple: the ingest path makes one per accepted object, and a
+# tuple costs a fraction of any class instance.
+EncodedItem = tuple[str, int, str]
 
 
-def _fragment(array: str, index: int, object_json: str) -> str:
-    return f'{{"array":"{array}","index":{index},"object":{object_json}}}'
+def _fragments(items: Iterable[EncodedItem]) -> list[str]:
+    return [f'{{"array":"{array}","index":{index},"object":{object_json}}}' for array, index, object_json in items]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,18 +82,21 @@ def _refuse(value: Any) -> Any:
 # encoded once on the ingest path, and dumps' per-call setup cost as much as the encoding itself.
 # No circular-reference markers: the objects come from json.loads and cannot be circular.
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_encode_chunks = (
-    _c_make_encoder(None, _refuse, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
-    if _c_make_encoder is not None
-    else None
-)
 
+if _c_make_encoder is None:  # not CPython: json.dumps, with its per-call set-up
 
-def encode_object(obj: Any) -> str:
-    """Compact, ASCII-escaped JSON; NaN and Infinity refused (SQS and Braze both need that)."""
-    if _encode_chunks is None:
+    def encode_object(obj: Any) -> str:
+        """Compact, ASCII-escaped JSON; NaN and Infinity refused (SQS and Braze both need that)."""
         return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-    return "".join(_encode_chunks(obj, 0))
+
+else:
+    _encode_chunks = _c_make_encoder(
+        None, _refuse, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+
+    def encode_object(obj: Any) -> str:
+        """Compact, ASCII-escaped JSON; NaN and Infinity refused (SQS and Braze both need that)."""
+        return "".join(_encode_chunks(obj, 0))
 
 
 def utc_now_iso() -> str:
@@ -111,7 +106,7 @@ def utc_now_iso() -> str:
 
 def envelope_overhead_bytes(max_index: int) -> int:
     """Bytes one item's wrapper adds to its object, at most (for size-aware splitting)."""
-    return len(EncodedItem("phone_numbers_to_identify", max_index, "").fragment()) + 1
+    return len(_fragments([("phone_numbers_to_identify", max_index, "")])[0]) + 1
 
 
 def build_messages(
@@ -128,11 +123,15 @@ def build_messages(
     The caller guarantees each item fits a message on its own (see max_object_bytes).
     """
     received_at = received_at or utc_now_iso()
-    fragments = [_fragment(item.array, item.index, item.object_json) for item in items]
+    fragments = _fragments(items)
+    head = _head(kind, source, received_at, correlation_id)
+    if len(head) + 2 + sum(map(len, fragments)) + len(fragments) <= max_message_bytes:
+        return [head + ",".join(fragments) + "]}"]  # the usual request: one message
     messages: list[str] = []
     start, count = 0, len(fragments)
     while start < count:
-        head = _head(kind, source, received_at, correlation_id)
+        if messages:
+            head = _head(kind, source, received_at, correlation_id)
         size = len(head) + 2 + len(fragments[start]) + 1
         end = start + 1
         while end < count and size + len(fragments[end]) + 1 <= max_message_bytes:

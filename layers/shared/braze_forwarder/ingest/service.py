@@ -83,7 +83,7 @@ def accept(
     errors: list[dict[str, Any]] = []
     queued = dict.fromkeys(route.arrays, 0)
     colons = _colons_outside_arrays(route, body.document)
-    encode, check, item = queue.encode_object, route.check, queue.EncodedItem  # the loop runs per object
+    encode, check = queue.encode_object, route.check  # the loop runs per object
     try:
         for array, objects in batches:
             queued_before = len(items)
@@ -102,7 +102,7 @@ def accept(
                         {"input_array": array, "index": index, "type": problem.type, "reason": problem.reason}
                     )
                     continue
-                items.append(item(array, index, encoded))
+                items.append((array, index, encoded))
             queued[array] = len(items) - queued_before
     except NestingTooDeep:
         body.require_unique_keys()

@@ -174,12 +174,12 @@ def _queue(
             # the reason, never dropped and never sent.
             invalid.append(_record(origin, problem[0], problem[1], braze_object))
             continue
-        items.append(queue.EncodedItem(braze_object.array, index, encoded))
+        items.append((braze_object.array, index, encoded))
     if invalid:
         logger.error("a webhook mapping built objects Braze would refuse", extra={**origin, "objects": len(invalid)})
         _keep(config, invalid)
         _count("WebhookObjectsRejected", event.provider, len(invalid))
-    counts = {f"{array}_queued": sum(1 for i in items if i.array == array) for array in positions}
+    counts = {f"{array}_queued": sum(1 for item in items if item[0] == array) for array in positions}
     if not counts["events_queued"] and not counts["purchases_queued"]:
         # Only the alias-creating attributes object is left: not worth a profile on its own.
         return Answer(200, {"message": "kept", "reason": "no object of this event passed validation"}), "kept"
