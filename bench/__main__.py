@@ -1,5 +1,8 @@
 """`make bench`: every benchmark, one after another, each printing its table."""
 
+import platform
+import sys
+
 from bench import (
     coldstart,
     common,  # noqa: F401  (sets the environment first)
@@ -12,6 +15,8 @@ from bench import (
 
 
 def main() -> None:
+    # Lambda runs python3.12; Python-heavy figures (ingest, cold start) differ between versions.
+    print(f"Python {platform.python_version()} on {platform.machine()}, {sys.platform}")
     ingest.main()
     packing.main()
     datapoints.main()
