@@ -39,6 +39,18 @@ def load_event(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
 
 
+def ingest_event(path: str, body: str, headers: dict[str, str] | None = None, key: str | None = None) -> dict:
+    """The ingest API sample event, as a JSON POST to ``path`` with ``body``, these headers and the bearer key."""
+    event = load_event("ingest_track.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"POST {path}"
+    event["headers"] = {"content-type": "application/json", **(headers or {})}
+    if key is not None:
+        event["headers"]["authorization"] = f"Bearer {key}"
+    event["body"], event["isBase64Encoded"] = body, False
+    return event
+
+
 @dataclass
 class LambdaContextStub:
     """What Lambda passes as context; only the fields the functions and Powertools read."""

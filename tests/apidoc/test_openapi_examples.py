@@ -3,7 +3,6 @@ it), gets exactly the answer example the document gives for it."""
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from apidoc.document import OPENAPI_JSON, REFUSED
 from braze_forwarder.ingest.auth import hash_key
-from tests.conftest import load_event, use_function_environment
+from tests.conftest import ingest_event, load_event, use_function_environment
 from tests.webhook_signing import STRIPE_SAMPLE_SECRET, api_event, body_of, sign
 
 KEY = "k_docs_0123456789abcdef0123456789abcdef"
@@ -47,14 +46,7 @@ def ingest(aws_stack, monkeypatch, lambda_context) -> Callable[..., tuple[int, A
     from functions.ingest_api import app
 
     def post(path: str, body: str, headers: dict[str, str] | None = None, key: str | None = KEY) -> tuple[int, Any]:
-        event = copy.deepcopy(load_event("ingest_track.json"))
-        event["rawPath"] = event["requestContext"]["http"]["path"] = path
-        event["routeKey"] = event["requestContext"]["routeKey"] = f"POST {path}"
-        event["headers"] = {"content-type": "application/json", **(headers or {})}
-        if key is not None:
-            event["headers"]["authorization"] = f"Bearer {key}"
-        event["body"] = body
-        result = app.lambda_handler(event, lambda_context)
+        result = app.lambda_handler(ingest_event(path, body, headers, key), lambda_context)
         return result["statusCode"], json.loads(result["body"])
 
     return post

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import pytest
 
 from braze_forwarder import queue
 from braze_forwarder.ingest.auth import hash_key
-from tests.conftest import load_event, metric_values, use_function_environment
+from tests.conftest import ingest_event, load_event, metric_values, use_function_environment
 
 CLIENT_KEY = "k_test_0123456789abcdef0123456789abcdef"
 OTHER_CLIENT_KEY = "k_test_fedcba9876543210fedcba9876543210"
@@ -52,17 +51,10 @@ def api(aws_stack, monkeypatch, lambda_context) -> Callable[..., Reply]:
         headers: dict[str, str] | None = None,
         base64_body: bool = False,
     ) -> Reply:
-        event = copy.deepcopy(load_event("ingest_track.json"))
-        event["rawPath"] = event["requestContext"]["http"]["path"] = path
-        event["routeKey"] = event["requestContext"]["routeKey"] = f"POST {path}"
-        event["headers"] = {"content-type": "application/json", **(headers or {})}
-        if key is not None:
-            event["headers"]["authorization"] = f"Bearer {key}"
         text = raw if raw is not None else json.dumps(body)
+        event = ingest_event(path, text, headers, key)
         if base64_body:
             event["body"], event["isBase64Encoded"] = base64.b64encode(text.encode()).decode(), True
-        else:
-            event["body"], event["isBase64Encoded"] = text, False
         result = app.lambda_handler(event, lambda_context)
         return Reply(result["statusCode"], json.loads(result["body"]), result.get("headers", {}))
 
