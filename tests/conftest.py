@@ -30,6 +30,13 @@ import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from local.resources import LocalStack, create_resources  # noqa: E402
+from tests.clock import (  # noqa: E402, F401  (pytest finds the --clock plugin's hooks here)
+    _month_end_clock,
+    pytest_addoption,
+    pytest_configure,
+    pytest_report_header,
+    pytest_unconfigure,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

@@ -5,7 +5,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from braze_forwarder.exports.copier import copy_task
-from braze_forwarder.observability import logger, metrics, tracer
+from braze_forwarder.observability import MetricUnit, logger, metrics, tracer
 
 # Every record stands alone (one export file each): a failed one goes back to the queue on its own,
 # and reporting it is enough — raising for a batch that failed whole would only repeat the log.
@@ -17,6 +17,8 @@ def copy_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
     try:
         return copy_task(record.body, lambda: lambda_context.get_remaining_time_in_millis() / 1000)
     except Exception:
+        # Counted: a handled failure is not a Lambda error, and the DLQ alarm sees only the fifth try.
+        metrics.add_metric(name="ExportCopyTasksRetried", unit=MetricUnit.Count, value=1)
         logger.exception("copy task failed; it goes back to the queue", extra={"sqs_message_id": record.message_id})
         raise
 

@@ -15,12 +15,14 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
+import time_machine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,12 +35,20 @@ BRAZE_KEY = "braze-rest-key-0123456789"
 EXPORT_BUCKET = "braze-exports"
 RUN = "2026-11-22T06:00:00Z"
 JOB_ID = "gcg-20261122T060000Z"
-DAY = "2026-11-22"
+DAY = "2026-11-22"  # the run's export date (the lake partition): the scheduled time's day, whatever today is
 PREFIX = "d9696570-4a5b-4c1e-8f3d-2b9e1c0a7f11-1795327200"  # §7: <uuid>-<unix time>
+# Export files live in date folders and jobs record when they were asked for: run again on other days.
+pytestmark = pytest.mark.clock
+
 NOT_FOUND = {"type": "not_found", "reason": "no export job with this id and token"}
 
 
 # ---------------------------------------------------------------------------- §7 export files
+
+
+def braze_folder_day(days_after_today: int = 0) -> str:
+    """The UTC day `days_after_today` from now, by the clock the code under test reads."""
+    return (datetime.now(UTC).date() + timedelta(days=days_after_today)).isoformat()
 
 
 def export_user(n: int) -> dict[str, Any]:
@@ -236,7 +246,11 @@ class Exports:
         assert jobs.mark_started(self.table, job_id, token_hash, object_prefix, url)
         return token
 
-    def put_export_file(self, name: str, data: bytes, *, object_prefix: str, day: str = DAY) -> str:
+    def put_export_file(self, name: str, data: bytes, *, object_prefix: str, days_after_today: int = 0) -> str:
+        """An export file where Braze writes it: under the date folder of the day Braze received the
+        export's callback in its own clock (§7), here today by the clock the code reads, moved by
+        `days_after_today`."""
+        day = braze_folder_day(days_after_today)
         key = f"segment-export/{DEFAULT_GCG_SEGMENT_ID}/{day}/{object_prefix}/{name}"
         boto3.client("s3").put_object(Bucket=EXPORT_BUCKET, Key=key, Body=data)
         return key
@@ -412,17 +426,37 @@ def test_an_empty_export_completes_with_a_manifest_and_no_parts(exports):
     assert (manifest["files_total"], manifest["users"], manifest["files"]) == (0, 0, [])
 
 
+def test_a_job_requested_a_second_before_new_year_finds_the_files_braze_wrote_after_midnight(exports):
+    # Given a job requested a second before a UTC midnight that ends a month and a year
+    with time_machine.travel(datetime(2031, 12, 31, 23, 59, 59, tzinfo=UTC), tick=True):
+        token = exports.started_job()
+    prefix = exports.job().object_prefix
+    # When Braze, its clock a little ahead or behind, writes the files under the new year's day,
+    # the request's own day or the day before, and an older folder of the same prefix lingers
+    with time_machine.travel(datetime(2032, 1, 1, 0, 0, 30, tzinfo=UTC), tick=True):
+        for name, days in (("a.json.gz", 0), ("b.json.gz", -1), ("c.json.gz", -2), ("old.json.gz", -3)):
+            exports.put_export_file(name, gzip_file([export_user(days)]), object_prefix=prefix, days_after_today=days)
+        reply = exports.callback(token)
+
+    # Then the three folders from the day before the request on are copied, the older one is not
+    assert reply == Reply(200, {"message": "success", "job_id": JOB_ID, "files": 3})
+    assert exports.run_copier() == ["ok"] * 3
+    days = [entry["source"].split("/")[-3] for entry in exports.manifest()["files"]]
+    assert days == ["2031-12-30", "2031-12-31", "2032-01-01"]
+
+
 def test_the_export_bucket_is_listed_for_the_date_folder_and_keys_are_decoded_once(exports):
     # Given files under a date folder Braze chose (the day after the run) with keys that need
     # URL-encoding in a listing: spaces, "+", a literal "%2B", non-ASCII and a tab
     token = exports.started_job()
     prefix = exports.job().object_prefix
     first = exports.put_export_file("a file+name %2B ü\t.json.gz", gzip_file([export_user(1)]), object_prefix=prefix,
-                                    day="2026-11-23")  # fmt: skip
+                                    days_after_today=1)  # fmt: skip
     second = exports.put_export_file("b.zip", zip_file([export_user(2), export_user(3)]), object_prefix=prefix,
-                                     day="2026-11-23")  # fmt: skip
+                                     days_after_today=1)  # fmt: skip
     exports.put_export_file("other.json.gz", gzip_file([export_user(9)]), object_prefix="another-export-1795327000")
-    exports.put_export_file("old.json.gz", gzip_file([export_user(8)]), object_prefix=prefix, day="2026-11-01")
+    # and a leftover of the same prefix three weeks old, which is not looked into
+    exports.put_export_file("old.json.gz", gzip_file([export_user(8)]), object_prefix=prefix, days_after_today=-21)
 
     reply = exports.callback(token)
     assert reply == Reply(200, {"message": "success", "job_id": JOB_ID, "files": 2})

@@ -127,3 +127,21 @@ def _with_path(environment: dict[str, str]) -> dict[str, str]:
     import os
 
     return {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path), **environment}
+
+
+def test_an_invocation_that_counts_nothing_prints_no_powertools_warning() -> None:
+    """Empty flushes are normal in every function (observability.py says why); other warnings still show."""
+    probe = (
+        "import warnings; from braze_forwarder.observability import metrics; "
+        "metrics.flush_metrics(); warnings.warn('another warning')"
+    )
+    environment = {"POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
+    loaded = subprocess.run(
+        [sys.executable, "-W", "default", "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_with_path(environment),
+    )
+    assert "No application metrics" not in loaded.stderr
+    assert "another warning" in loaded.stderr

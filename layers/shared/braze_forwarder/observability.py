@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -65,5 +66,12 @@ def _tracer() -> Tracer | DisabledTracer:
 
 tracer = _tracer()
 metrics = Metrics()
+
+# Powertools warns on every flush without an application metric. In each function here such an
+# invocation is normal, not a sign of a missing count: a webhook publishes its counts with the
+# provider as a dimension (single_metric), an unknown route or a repeated schedule counts nothing,
+# a copy task for a finished export has nothing to do. Left on, the warning would be most of some
+# log streams (and of the `make run` demo). Powertools' documentation silences it this way.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 __all__ = ["MetricUnit", "logger", "metrics", "single_metric", "tracer", "tracing_enabled"]
