@@ -257,6 +257,8 @@ def test_every_alarm_notifies_the_topic_and_has_a_runbook_entry():
         assert properties["AlarmActions"] == notify
         assert "TreatMissingData" in properties
         assert f"`{logical_id}`" in runbook, f"docs/operations.md (the runbook) lacks {logical_id}"
+        description = properties["AlarmDescription"]
+        assert "docs/operations.md" in description and logical_id in description, f"{logical_id} names no runbook entry"
 
 
 @pytest.mark.parametrize(
