@@ -9,7 +9,7 @@ SAM_VERSION := 1.170.0
 SAM := $(if $(shell command -v sam 2>/dev/null),sam,$(SAM_VENV)/bin/sam)
 # The shared layer's package is importable as Lambda finds it on /opt/python.
 export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)
-# make soak: full = 100,000 objects (the README's figures), small = the CI run (10,000).
+# make soak: full = 100,000 objects (the figures in docs/performance.md), small = the CI run (10,000).
 SCALE ?= full
 
 .DEFAULT_GOAL := help

@@ -82,7 +82,7 @@ class StackOptions:
     braze_api_key: str | None = None  # required with braze_endpoint
     ingest_key: str = field(default_factory=default_ingest_key)
     parameter_overrides: dict[str, str] = field(default_factory=dict)
-    # Function settings without a template parameter (README, "Configuration"), e.g.
+    # Function settings without a template parameter (docs/configuration.md), e.g.
     # BRAZE_READ_TIMEOUT_SECONDS, as set on a deployed function's environment. A variable the
     # template sets is refused: its parameter, checked as CloudFormation checks it, is the way.
     function_environment: dict[str, str] = field(default_factory=dict)

@@ -249,14 +249,16 @@ def test_every_metric_an_alarm_or_the_dashboard_watches_is_emitted_by_the_code()
 
 
 def test_every_alarm_notifies_the_topic_and_has_a_runbook_entry():
-    readme = (TEMPLATE.parent / "README.md").read_text()
+    runbook = (TEMPLATE.parent / "docs" / "operations.md").read_text()
     alarms = {lid: r["Properties"] for lid, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
     assert {"EventsDLQNotEmptyAlarm", "EventsBacklogAgeAlarm", "SenderErrorsAlarm", "Api5xxAlarm"} <= set(alarms)
     notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
     for logical_id, properties in alarms.items():
         assert properties["AlarmActions"] == notify
         assert "TreatMissingData" in properties
-        assert f"`{logical_id}`" in readme, f"README runbook lacks {logical_id}"
+        assert f"`{logical_id}`" in runbook, f"docs/operations.md (the runbook) lacks {logical_id}"
+        description = properties["AlarmDescription"]
+        assert "docs/operations.md" in description and logical_id in description, f"{logical_id} names no runbook entry"
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,8 @@ and, with invoice creation on, its invoice; an invoice named its PaymentIntent b
 2025-03-31), and each purchase claims those ids in the dedupe table (see once.py): whichever
 event of a payment arrives first queues the purchase, the others answer "ignored". A
 payment_intent.succeeded whose `invoice` is set (API versions before 2025-03-31) is left to
-invoice.paid outright. Newer API versions no longer link a PaymentIntent to its invoice at all; the
-README says to leave payment_intent.succeeded unsubscribed when Stripe Billing is in use.
+invoice.paid outright. Newer API versions no longer link a PaymentIntent to its invoice at all;
+docs/webhooks.md says to leave payment_intent.succeeded unsubscribed when Stripe Billing is in use.
 
 Refunds: charge.refunded carries `amount_refunded` cumulatively; the refund event carries what
 this event refunded (`data.previous_attributes.amount_refunded` subtracted when Stripe sends it).
