@@ -7,6 +7,12 @@ STAMP := $(VENV)/.installed
 SAM_VENV := .venv-sam
 SAM_VERSION := 1.170.0
 SAM := $(if $(shell command -v sam 2>/dev/null),sam,$(SAM_VENV)/bin/sam)
+# checkov pins its own boto3 (and more), so it lives in its own environment, pinned in requirements-checkov.txt.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# Offline: no update check, no Prisma Cloud downloads (tests/infra/test_template.py runs it the same way).
+CHECKOV := env -u PYTHONPATH CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE \
+	$(CHECKOV_VENV)/bin/checkov --skip-download --framework cloudformation --quiet --compact
 # The shared layer's package is importable as Lambda finds it on /opt/python.
 export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)
 # make soak: full = 100,000 objects (the figures in docs/performance.md), small = the CI run (10,000).
@@ -27,13 +33,19 @@ $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-test: $(STAMP) ## run every test, offline
+test: $(STAMP) $(CHECKOV_STAMP) ## run every test, offline
 	$(PY) -m pytest
 
-lint: $(STAMP) ## ruff and cfn-lint
+lint: $(STAMP) $(CHECKOV_STAMP) ## ruff, cfn-lint (informational checks too) and checkov
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint --include-checks I -- template.yaml
+	$(CHECKOV) --file template.yaml
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
@@ -65,4 +77,4 @@ deploy: build ## sam deploy (first time: make deploy ARGS=--guided)
 	$(SAM) deploy $(ARGS)
 
 clean: ## remove the environments and build output
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam

@@ -286,6 +286,9 @@ def _create_table(session: Any, stack: LocalStack, logical_id: str, properties: 
         dynamodb.update_time_to_live(
             TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
         )
+    recovery = properties.get("PointInTimeRecoverySpecification")
+    if recovery:
+        dynamodb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification=stack.resolve(recovery))
     stack.refs[logical_id] = name
     stack.attributes[(logical_id, "Arn")] = f"arn:aws:dynamodb:{stack.region}:{stack.account_id}:table/{name}"
 
@@ -299,7 +302,11 @@ def _create_secret(session: Any, stack: LocalStack, logical_id: str, properties:
 
 def _create_bucket(session: Any, stack: LocalStack, logical_id: str, properties: dict[str, Any]) -> None:
     name = _physical_name(stack, logical_id).lower()
-    session.client("s3").create_bucket(Bucket=name)
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket=name)
+    versioning = properties.get("VersioningConfiguration")
+    if versioning:  # deleting then leaves a delete marker, as in AWS (the lifecycle rules are not run locally)
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": stack.resolve(versioning["Status"])})
     stack.refs[logical_id] = name
     stack.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
 
