@@ -23,6 +23,8 @@ import requests
 from local.braze_sandbox.answers import _Answer
 from local.braze_sandbox.checks import _one_of
 from local.braze_sandbox.config import SandboxConfig
+from local.braze_sandbox.inspection import _Stats
+from local.braze_sandbox.profiles import _ProfileStore
 from local.braze_sandbox.rules import EXPORT_OUTPUT_FORMATS, GCG_EXPORT_FIELDS
 
 logger = logging.getLogger("braze_sandbox")
@@ -60,6 +62,17 @@ class ExportRecord:
 
 class _ExportRoute:
     """The export route, mixed into `BrazeSandbox` (core.py): it uses the sandbox's config, lock, store and records."""
+
+    # BrazeSandbox's state that this mixin uses (core.py sets it).
+    config: SandboxConfig
+    url: str
+    exports: list[ExportRecord]
+    callbacks: list[CallbackRecord]
+    _lock: threading.RLock
+    _store: _ProfileStore
+    _stats: _Stats
+    _export_threads: list[threading.Thread]
+    _export_files: dict[tuple[str, str], bytes]
 
     def _export_control_group(self, body: Any, excluded: frozenset[tuple[Any, Any]]) -> "_Answer":
         problem = _export_request_problem(body)

@@ -3,10 +3,12 @@ connections, drawn from a seeded random stream so that a seed replays the same s
 """
 
 import random
+import threading
 from typing import NamedTuple
 
 from local.braze_sandbox.answers import _Answer
-from local.braze_sandbox.config import RecordedRequest
+from local.braze_sandbox.config import RecordedRequest, SandboxConfig
+from local.braze_sandbox.inspection import _Stats
 
 
 class _FaultDraw(NamedTuple):
@@ -19,6 +21,15 @@ class _FaultDraw(NamedTuple):
 
 class _Faults:
     """Fault draws and stalls, mixed into `BrazeSandbox` (core.py); `_answer_api` decides where each applies."""
+
+    # BrazeSandbox's state that this mixin uses (core.py sets it).
+    config: SandboxConfig
+    _lock: threading.RLock
+    _stats: _Stats
+    _stopping: threading.Event
+    _fault_rng: random.Random
+    _data_rng: random.Random
+    _rotation: int
 
     def _fault(self, record: RecordedRequest, kind: str, answer: "_Answer | None") -> "_Answer | None":
         with self._lock:

@@ -2,19 +2,40 @@
 /sandbox/* control routes (no auth, not recorded).
 """
 
+import random
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from local.braze_sandbox.answers import _Answer
+from local.braze_sandbox.config import RecordedRequest
+from local.braze_sandbox.profiles import _ProfileStore
+from local.braze_sandbox.rate_limit import _FixedWindowLimiter
 from local.braze_sandbox.rules import IDENTIFY_ARRAYS, IDENTIFY_PATH, TRACK_ARRAYS, TRACK_PATH
 from local.braze_sandbox.server import _Incoming
+
+if TYPE_CHECKING:
+    from local.braze_sandbox.exports import CallbackRecord, ExportRecord
+    from local.braze_sandbox.scripts import ScriptedResponse
 
 
 class _Inspection:
     """Read-back helpers and the /sandbox/* routes, mixed into `BrazeSandbox` (core.py)."""
+
+    # BrazeSandbox's state that this mixin uses (core.py sets it).
+    requests: list[RecordedRequest]
+    callbacks: list["CallbackRecord"]
+    exports: list["ExportRecord"]
+    _lock: threading.RLock
+    _store: _ProfileStore
+    _stats: "_Stats"
+    _limiter: _FixedWindowLimiter
+    _scripts: list["ScriptedResponse"]
+    _export_files: dict[tuple[str, str], bytes]
+    _data_rng: random.Random
 
     def profile(self, external_id: str) -> dict[str, Any] | None:
         with self._lock:

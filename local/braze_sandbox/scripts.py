@@ -1,13 +1,15 @@
 """Scripted answers: what a test queues to answer the next matching call instead of the model."""
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from local.braze_sandbox.answers import _Answer, _default_body
 from local.braze_sandbox.checks import _is_integer
-from local.braze_sandbox.config import RecordedRequest
-from local.braze_sandbox.rate_limit import _merge_headers, _rate_headers
+from local.braze_sandbox.config import RecordedRequest, SandboxConfig
+from local.braze_sandbox.inspection import _Stats
+from local.braze_sandbox.rate_limit import _FixedWindowLimiter, _merge_headers, _rate_headers
 from local.braze_sandbox.server import _Incoming, _normalize_path
 
 
@@ -34,6 +36,13 @@ class ScriptedResponse:
 
 class _Scripts:
     """Scripted answers, mixed into `BrazeSandbox` (core.py)."""
+
+    # BrazeSandbox's state that this mixin uses (core.py sets it).
+    config: SandboxConfig
+    _lock: threading.RLock
+    _stats: _Stats
+    _limiter: _FixedWindowLimiter
+    _scripts: list[ScriptedResponse]
 
     def script(self, *responses: ScriptedResponse) -> None:
         """Queue answers for the next calls, FIFO; a response with `path` waits for that path."""

@@ -1,14 +1,22 @@
 """POST /users/identify (§5): the route and its validation; the merge itself is the store's."""
 
+import threading
 from typing import Any
 
 from local.braze_sandbox.answers import _Answer
 from local.braze_sandbox.checks import _external_id_issue, _is_alias, _is_text, _Issue, _one_of
+from local.braze_sandbox.config import SandboxConfig
+from local.braze_sandbox.profiles import _ProfileStore
 from local.braze_sandbox.rules import _EMAIL_RE, IDENTIFY_ARRAYS, PRIORITIZATION_VALUES
 
 
 class _IdentifyRoute:
     """The /users/identify route, mixed into `BrazeSandbox` (core.py): it uses the sandbox's config, lock and store."""
+
+    # BrazeSandbox's state that this mixin uses (core.py sets it).
+    config: SandboxConfig
+    _lock: threading.RLock
+    _store: _ProfileStore
 
     def _identify(self, body: Any, excluded: frozenset[tuple[Any, Any]]) -> "_Answer":
         arrays, problem = _identify_arrays(body, self.config.identify_batch_limit)

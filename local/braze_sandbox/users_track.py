@@ -2,6 +2,7 @@
 
 import json
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from local.braze_sandbox.checks import (
     _parse_time,
 )
 from local.braze_sandbox.config import SandboxConfig
+from local.braze_sandbox.profiles import _ProfileStore
 from local.braze_sandbox.rules import (
     _CURRENCY_RE,
     _EMAIL_RE,
@@ -37,6 +39,11 @@ from local.braze_sandbox.writes import _apply_attributes, _apply_event, _apply_p
 
 class _TrackRoute:
     """The /users/track route, mixed into `BrazeSandbox` (core.py): it uses the sandbox's config, lock and store."""
+
+    # BrazeSandbox's state that this mixin uses (core.py sets it).
+    config: SandboxConfig
+    _lock: threading.RLock
+    _store: _ProfileStore
 
     def _track(self, body: Any, excluded: frozenset[tuple[Any, Any]]) -> "_Answer":
         arrays, problem = _track_arrays(body)
