@@ -1,6 +1,6 @@
 """A minimal Braze stand-in for throughput figures: reads the call, waits, answers 201.
 
-The sandbox (local/braze_sandbox.py) models Braze — validation, profiles, rate limits — and its
+The sandbox (local/braze_sandbox/) models Braze — validation, profiles, rate limits — and its
 work would be measured along with the sender's. This one only keeps the latency, so the figure
 is the sender's own. Run in its own process: `python -m bench.standin --latency 0.05`.
 """

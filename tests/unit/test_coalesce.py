@@ -1,6 +1,6 @@
 """Coalescing and delta sending keep every profile as applying the objects one by one would leave it.
 
-The model profile is the Braze sandbox's (local/braze_sandbox.py): a model of Braze written from
+The model profile is the Braze sandbox's (local/braze_sandbox/): a model of Braze written from
 BRAZE_API.md independently of the forwarder, which applies attributes as Braze documents (inc,
 add/remove, null unsets, nested replace or merge, $add/$remove/$update, subscription groups, push
 tokens) and resolves identifiers (update-only objects, alias-only profiles).

@@ -132,5 +132,5 @@ values = st.one_of(
 @settings(max_examples=500, deadline=None)
 @given(name=st.sampled_from(["plan", "pets", "email_subscribe", "subscription_groups", "push_tokens"]), value=values)
 def test_every_value_costs_what_the_sandbox_charges(name, value):
-    """The sandbox is an independent model of Braze (local/braze_sandbox.py): the two counts agree."""
+    """The sandbox is an independent model of Braze (local/braze_sandbox/): the two counts agree."""
     assert attribute_points(name, value) == sandbox_points(name, value)

@@ -103,42 +103,65 @@ def _converted(value: Any, kind: Any) -> Any:
     """An environment string (or an already typed value) as `kind`."""
     origin = typing.get_origin(kind)
     if origin is Literal:
-        allowed = typing.get_args(kind)
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(map(str, allowed))}, not {value!r}")
-        return value
+        return _as_literal(value, typing.get_args(kind))
     if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
-            raise ValueError("must be a comma-separated list")
-        return tuple(item.strip() for item in items if item.strip())
+        return _as_string_tuple(value)
     if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE or text in _FALSE:
-            return text in _TRUE
-        raise ValueError(f"must be true or false, not {value!r}")
+        return _as_bool(value)
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ValueError(f"must be a whole number, not {value!r}")
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"must be a whole number, not {value!r}") from None
+        return _as_int(value)
     if kind is float:
-        try:
-            number = float(value) if not isinstance(value, bool) else math.nan
-        except (TypeError, ValueError):
-            number = math.nan
-        if not math.isfinite(number):
-            raise ValueError(f"must be a number, not {value!r}")
-        return number
+        return _as_float(value)
     if kind is str:
-        if not isinstance(value, str):
-            raise ValueError(f"must be text, not {value!r}")
-        return value
+        return _as_str(value)
     raise TypeError(f"settings of type {kind} are not supported")  # a programming error, not configuration
+
+
+def _as_literal(value: Any, allowed: tuple[Any, ...]) -> Any:
+    if value not in allowed:
+        raise ValueError(f"must be one of {', '.join(map(str, allowed))}, not {value!r}")
+    return value
+
+
+def _as_string_tuple(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise ValueError("must be a comma-separated list")
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"must be true or false, not {value!r}")
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"must be a whole number, not {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"must be a whole number, not {value!r}") from None
+
+
+def _as_float(value: Any) -> float:
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"must be a number, not {value!r}")
+    return number
+
+
+def _as_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be text, not {value!r}")
+    return value
 
 
 def _checked(value: Any, limits: Mapping[str, Any]) -> Any:

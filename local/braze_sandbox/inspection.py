@@ -1,0 +1,158 @@
+"""What tests and the demo read back: profiles, stats, reset, exports — in Python and over the
+/sandbox/* control routes (no auth, not recorded).
+"""
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from local.braze_sandbox.answers import _Answer
+from local.braze_sandbox.config import RecordedRequest
+from local.braze_sandbox.profiles import _ProfileStore
+from local.braze_sandbox.rate_limit import _FixedWindowLimiter
+from local.braze_sandbox.rules import IDENTIFY_ARRAYS, IDENTIFY_PATH, TRACK_ARRAYS, TRACK_PATH
+from local.braze_sandbox.server import _Incoming
+
+if TYPE_CHECKING:
+    from local.braze_sandbox.exports import CallbackRecord, ExportRecord
+    from local.braze_sandbox.scripts import ScriptedResponse
+
+
+class _Inspection:
+    """Read-back helpers and the /sandbox/* routes, mixed into `BrazeSandbox` (core.py)."""
+
+    # BrazeSandbox's state that this mixin uses (core.py sets it).
+    requests: list[RecordedRequest]
+    callbacks: list["CallbackRecord"]
+    exports: list["ExportRecord"]
+    _lock: threading.RLock
+    _store: _ProfileStore
+    _stats: "_Stats"
+    _limiter: _FixedWindowLimiter
+    _scripts: list["ScriptedResponse"]
+    _export_files: dict[tuple[str, str], bytes]
+    _data_rng: random.Random
+
+    def profile(self, external_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._store.by_external_id(external_id)
+            return found.to_json() if found else None
+
+    def alias_profile(self, alias_name: str, alias_label: str) -> dict[str, Any] | None:
+        """The profile holding this alias (identified or not)."""
+        with self._lock:
+            found = self._store.by_alias(alias_name, alias_label)
+            return found.to_json() if found else None
+
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        """All profiles: identified ones by external_id, others by "alias:<name>:<label>",
+        "email:<address>", "phone:<number>" or "braze_id:<id>"."""
+        with self._lock:
+            found: dict[str, dict[str, Any]] = {}
+            for profile in self._store.all():
+                key = profile.key()
+                # Two anonymous profiles can share an email or phone; the second gets its braze_id.
+                found[f"braze_id:{profile.braze_id}" if key in found else key] = profile.to_json()
+            return found
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return self._stats.to_json(profiles=len(self._store), data_points=self._store.data_points)
+
+    def reset(self) -> None:
+        """Forget profiles, requests, scripts, callbacks, exports and counters; reseed the faults."""
+        with self._lock:
+            self.requests.clear()
+            self.callbacks.clear()
+            self.exports.clear()
+            self._scripts.clear()
+            self._export_files.clear()
+            self._stats = _Stats()
+            self._limiter.reset()
+            self._seed_random()
+            self._store.clear(self._data_rng)
+
+    def wait_for_exports(self, timeout: float = 10.0) -> bool:
+        """Block until every accepted export has finished (files written, callback sent)."""
+        deadline = time.monotonic() + timeout
+        return all(record.finished.wait(max(0.0, deadline - time.monotonic())) for record in list(self.exports))
+
+    def _answer_control(self, incoming: "_Incoming") -> "_Answer":
+        parts = incoming.path.split("/")[2:]  # "/sandbox/users/x" → ["users", "x"]
+        if incoming.method == "GET" and parts == ["users"]:
+            return _Answer(200, self.profiles())
+        if incoming.method == "GET" and len(parts) == 2 and parts[0] == "users":
+            found = self.profile(unquote(parts[1]))
+            return _Answer(200, found) if found else _Answer(404, {"message": "no such profile"})
+        if incoming.method == "GET" and parts == ["stats"]:
+            return _Answer(200, self.stats())
+        if incoming.method == "POST" and parts == ["reset"]:
+            self.reset()
+            return _Answer(200, {"message": "reset"})
+        if incoming.method == "GET" and len(parts) == 3 and parts[0] == "exports":
+            with self._lock:
+                payload = self._export_files.get((unquote(parts[1]), unquote(parts[2])))
+            if payload is None:  # §7: the url only becomes valid once the export is ready
+                return _Answer(404, {"message": "export not ready or unknown"})
+            return _Answer(200, payload, content_type="application/zip")
+        return _Answer(404, {"message": "Not Found"})
+
+
+def _object_count(path: str, body: Any) -> int | None:
+    if not isinstance(body, dict):
+        return None
+    arrays = TRACK_ARRAYS if path == TRACK_PATH else IDENTIFY_ARRAYS if path == IDENTIFY_PATH else ()
+    if not arrays:
+        return None
+    return sum(len(body[a]) for a in arrays if isinstance(body.get(a), list))
+
+
+@dataclass
+class _Stats:
+    calls: Counter[str] = field(default_factory=Counter)
+    statuses: dict[str, Counter[str]] = field(default_factory=dict)
+    objects: dict[str, Counter[int]] = field(default_factory=dict)  # path → {objects in call: calls}
+    faults: Counter[str] = field(default_factory=Counter)
+    rate_limit_styles: Counter[str] = field(default_factory=Counter)  # 429 answers by header style
+    scripted: int = 0
+    exports_done: int = 0
+    exports_failed: int = 0
+
+    def count_call(self, path: str, objects: int | None) -> None:
+        self.calls[path] += 1
+        if objects is not None:
+            self.objects.setdefault(path, Counter())[objects] += 1
+
+    def count_status(self, path: str, status: int | None) -> None:
+        self.statuses.setdefault(path, Counter())["dropped" if status is None else str(status)] += 1
+
+    def to_json(self, profiles: int, data_points: int) -> dict[str, Any]:
+        return {
+            "calls": dict(self.calls),
+            "statuses": {path: dict(counts) for path, counts in self.statuses.items()},
+            "objects_per_call": {path: _histogram_summary(h) for path, h in self.objects.items()},
+            "rate_limited": self.faults["rate_limited_real"],
+            "faults_injected": {k: v for k, v in self.faults.items() if k != "rate_limited_real"},
+            "rate_limit_styles": dict(self.rate_limit_styles),
+            "scripted": self.scripted,
+            "data_points": data_points,
+            "profiles": profiles,
+            "exports": {"done": self.exports_done, "failed": self.exports_failed},
+        }
+
+
+def _histogram_summary(histogram: Counter[int]) -> dict[str, Any]:
+    calls = sum(histogram.values())
+    total = sum(size * count for size, count in histogram.items())
+    return {
+        "calls": calls,
+        "objects": total,
+        "min": min(histogram) if histogram else 0,
+        "max": max(histogram) if histogram else 0,
+        "mean": round(total / calls, 2) if calls else 0,
+        "histogram": {str(size): histogram[size] for size in sorted(histogram)},
+    }

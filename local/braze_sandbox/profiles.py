@@ -1,0 +1,278 @@
+"""User profiles and their lookup indexes: what Braze keeps of the calls it applied."""
+
+import copy
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from local.braze_sandbox.rules import (
+    CONTROL_GROUP_ATTRIBUTE,
+    EXPORTED_PROFILE_FIELDS,
+    RESERVED_ATTRIBUTES,
+    SECONDARY_IDENTIFIERS,
+)
+
+
+@dataclass
+class _Tally:
+    """Summary of one custom event name or one product_id on a profile."""
+
+    count: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    revenue: float = 0.0
+
+    def record(self, when: datetime, count: int = 1, revenue: float = 0.0) -> None:
+        self.count += count
+        self.revenue = round(self.revenue + revenue, 6)
+        self.first = when if self.first is None else min(self.first, when)
+        self.last = when if self.last is None else max(self.last, when)
+
+    def absorb(self, other: "_Tally") -> None:
+        """§5 merge: counts summed, first = the earlier, last = the later."""
+        if other.first is None or other.last is None:
+            return
+        self.record(other.first, other.count, other.revenue)
+        self.last = max(self.last or other.last, other.last)  # record() only saw other's first
+
+    def to_json(self, revenue: bool) -> dict[str, Any]:
+        data: dict[str, Any] = {"count": self.count, "first": _iso(self.first), "last": _iso(self.last)}
+        if revenue:
+            data["revenue"] = self.revenue
+        return data
+
+
+@dataclass
+class _Profile:
+    braze_id: str
+    random_bucket: int
+    created_at: datetime
+    updated_at: datetime
+    external_id: str | None = None
+    aliases: dict[str, str] = field(default_factory=dict)  # label → name: one alias per label (§6)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    subscription_groups: dict[str, str] = field(default_factory=dict)
+    push_tokens: list[dict[str, Any]] = field(default_factory=list)
+    events: dict[str, _Tally] = field(default_factory=dict)
+    purchases: dict[str, _Tally] = field(default_factory=dict)
+    total_revenue: float = 0.0
+    data_points: int = 0
+
+    def key(self) -> str:
+        if self.external_id is not None:
+            return self.external_id
+        if self.aliases:
+            label, name = next(iter(self.aliases.items()))
+            return f"alias:{name}:{label}"
+        for contact in SECONDARY_IDENTIFIERS:
+            if self.attributes.get(contact):
+                return f"{contact}:{self.attributes[contact]}"
+        return f"braze_id:{self.braze_id}"
+
+    def in_control_group(self) -> bool:
+        return self.attributes.get(CONTROL_GROUP_ATTRIBUTE) is True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "external_id": self.external_id,
+            "braze_id": self.braze_id,
+            "user_aliases": _alias_list(self.aliases),
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "random_bucket": self.random_bucket,
+            "attributes": copy.deepcopy(self.attributes),
+            "subscription_groups": dict(self.subscription_groups),
+            "push_tokens": copy.deepcopy(self.push_tokens),
+            "custom_events": {name: tally.to_json(False) for name, tally in self.events.items()},
+            "purchases": {product: tally.to_json(True) for product, tally in self.purchases.items()},
+            "total_revenue": self.total_revenue,
+            "data_points": self.data_points,
+        }
+
+    def export_object(self) -> dict[str, Any]:
+        """The §7 per-user export object (every field the sandbox can fill)."""
+        user: dict[str, Any] = {
+            "created_at": self.created_at.strftime("%Y-%m-%d %H:%M:%S.")
+            + f"{self.created_at.microsecond // 1000:03d} UTC",
+            "braze_id": self.braze_id,
+            "random_bucket": self.random_bucket,
+        }
+        if self.external_id is not None:
+            user["external_id"] = self.external_id
+        if self.aliases:
+            user["user_aliases"] = _alias_list(self.aliases)
+        for name in EXPORTED_PROFILE_FIELDS:
+            if self.attributes.get(name) is not None:
+                user[name] = copy.deepcopy(self.attributes[name])
+        location = self.attributes.get("current_location")
+        if isinstance(location, dict):
+            user["last_coordinates"] = [location.get("longitude"), location.get("latitude")]  # §7 [lon, lat]
+        custom = {k: v for k, v in self.attributes.items() if k not in RESERVED_ATTRIBUTES}
+        if custom:
+            user["custom_attributes"] = copy.deepcopy(custom)
+        # The sandbox keeps all history; Braze limits custom_events/purchases to the last 90 days.
+        if self.events:
+            user["custom_events"] = [{"name": n, **t.to_json(False)} for n, t in self.events.items()]
+        if self.purchases:
+            user["purchases"] = [{"name": n, **t.to_json(False)} for n, t in self.purchases.items()]
+            user["total_revenue"] = self.total_revenue
+        return user
+
+
+class _ProfileStore:
+    """Profiles with lookup indexes. Not thread-safe on its own: the sandbox lock guards it."""
+
+    def __init__(self, rng: random.Random):
+        self.clear(rng)
+
+    def clear(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._profiles: dict[str, _Profile] = {}  # by braze_id
+        self._by_external_id: dict[str, _Profile] = {}
+        self._by_alias: dict[tuple[str, str], _Profile] = {}  # (alias_name, alias_label)
+        self.data_points = 0
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+    def all(self) -> list[_Profile]:
+        return list(self._profiles.values())
+
+    def by_external_id(self, external_id: str) -> _Profile | None:
+        return self._by_external_id.get(external_id)
+
+    def by_alias(self, name: str, label: str) -> _Profile | None:
+        return self._by_alias.get((name, label))
+
+    def by_contact(self, contact: str, value: str) -> list[_Profile]:
+        return [p for p in self._profiles.values() if p.attributes.get(contact) == value]
+
+    def charge(self, profile: _Profile, points: int) -> None:
+        profile.data_points += points
+        profile.updated_at = _now()
+        self.data_points += points
+
+    # -- /users/track identifier resolution (§2.2, §2.3) ------------------------------------------
+
+    def resolve(self, obj: dict[str, Any], create_alias_profile: bool) -> _Profile | None:
+        update_only = obj.get("_update_existing_only")
+        if obj.get("external_id") is not None:
+            found = self.by_external_id(obj["external_id"])
+            if found is None and update_only is not True:  # created unless explicitly update-only
+                found = self._create(external_id=obj["external_id"])
+            return found
+        if obj.get("user_alias") is not None:
+            alias = obj["user_alias"]
+            found = self.by_alias(alias["alias_name"], alias["alias_label"])
+            # §2.3: alias objects only create a profile from attributes with the flag explicitly false.
+            if found is None and create_alias_profile and update_only is False:
+                found = self._create()
+                self.add_alias(found, alias["alias_name"], alias["alias_label"])
+            return found
+        if obj.get("braze_id") is not None:
+            return self._profiles.get(obj["braze_id"])  # braze_ids are Braze-assigned: never created
+        if obj.get("push_token_import") is True:
+            return self._create()  # §2.4: a temporary anonymous profile holding the token
+        contact = "email" if obj.get("email") is not None else "phone"
+        found = _preferred_contact_profile(self.by_contact(contact, obj[contact]))
+        if found is None and update_only is not True:  # §2.2: Braze creates an email-only profile
+            found = self._create()
+            found.attributes[contact] = obj[contact]
+        return found
+
+    def _create(self, external_id: str | None = None) -> _Profile:
+        now = _now()
+        braze_id = f"{self._rng.getrandbits(96):024x}"
+        profile = _Profile(braze_id=braze_id, random_bucket=self._rng.randrange(10000), created_at=now,
+                           updated_at=now, external_id=external_id)  # fmt: skip
+        self._profiles[braze_id] = profile
+        if external_id is not None:
+            self._by_external_id[external_id] = profile
+        return profile
+
+    def add_alias(self, profile: _Profile, name: str, label: str) -> None:
+        profile.aliases[label] = name
+        self._by_alias[(name, label)] = profile
+
+    # -- /users/identify (§5) ---------------------------------------------------------------------
+
+    def identify(self, array: str, entry: dict[str, Any]) -> None:
+        external_id = entry["external_id"]
+        if array == "aliases_to_identify":
+            alias = entry["user_alias"]
+            # §5: alias_name is case-sensitive; an unknown alias silently does nothing.
+            orphan = self.by_alias(alias["alias_name"], alias["alias_label"])
+        else:
+            contact = "email" if array == "emails_to_identify" else "phone"
+            candidates = _prioritized(self.by_contact(contact, entry[contact]), entry["prioritization"])
+            # §5: if more than one user still matches, no merge happens.
+            orphan = candidates[0] if len(candidates) == 1 else None
+        if orphan is None or orphan.external_id is not None:
+            return  # [inf] already identified profiles are left alone
+        self._identify_profile(orphan, external_id)
+
+    def _identify_profile(self, orphan: _Profile, external_id: str) -> None:
+        target = self.by_external_id(external_id)
+        if target is None:  # §5: the external_id is written onto the unidentified profile
+            orphan.external_id = external_id
+            orphan.updated_at = _now()
+            self._by_external_id[external_id] = orphan
+            return
+        if set(orphan.aliases) & set(target.aliases):
+            return  # §5: the target already holds an alias with the same label: not combined
+        self._merge(orphan, target)
+
+    def _merge(self, orphan: _Profile, target: _Profile) -> None:
+        # §5: fields only on the orphan are copied; event/purchase data combined; orphan removed.
+        for name, value in orphan.attributes.items():
+            target.attributes.setdefault(name, value)
+        for group, state in orphan.subscription_groups.items():
+            target.subscription_groups.setdefault(group, state)
+        known_tokens = {token.get("token") for token in target.push_tokens}
+        target.push_tokens.extend(t for t in orphan.push_tokens if t.get("token") not in known_tokens)
+        for mine, theirs in ((target.events, orphan.events), (target.purchases, orphan.purchases)):
+            for name, tally in theirs.items():
+                mine.setdefault(name, _Tally()).absorb(tally)
+        target.total_revenue = round(target.total_revenue + orphan.total_revenue, 6)
+        target.data_points += orphan.data_points
+        target.updated_at = _now()
+        for label, name in orphan.aliases.items():
+            self.add_alias(target, name, label)
+        del self._profiles[orphan.braze_id]
+
+
+def _preferred_contact_profile(candidates: list[_Profile]) -> _Profile | None:
+    # §2.2: several profiles share the email → the most recently updated one with an external_id,
+    # else the most recently updated one.
+    identified = [p for p in candidates if p.external_id is not None]
+    pool = identified or candidates
+    return max(pool, key=lambda p: p.updated_at) if pool else None
+
+
+def _prioritized(candidates: list[_Profile], prioritization: list[str]) -> list[_Profile]:
+    for rule in prioritization:
+        if rule == "identified":
+            candidates = [p for p in candidates if p.external_id is not None]
+        elif rule == "unidentified":
+            candidates = [p for p in candidates if p.external_id is None]
+        elif rule == "most_recently_updated" and candidates:
+            candidates = [max(candidates, key=lambda p: p.updated_at)]
+        elif rule == "least_recently_updated" and candidates:
+            candidates = [min(candidates, key=lambda p: p.updated_at)]
+    return candidates
+
+
+def _alias_list(aliases: dict[str, str]) -> list[dict[str, str]]:
+    return [{"alias_name": name, "alias_label": label} for label, name in aliases.items()]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
