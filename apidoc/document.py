@@ -38,12 +38,12 @@ REFUSED = "x-refused-objects"
 _INGEST_MODULES = (
     "braze_forwarder.ingest.api",
     "braze_forwarder.ingest.auth",
-    "braze_forwarder.ingest.body",
+    "braze_forwarder.request_body",
     "braze_forwarder.ingest.idempotency",
     "braze_forwarder.ingest.service",
 )
 _WEBHOOK_MODULES = (
-    "braze_forwarder.ingest.body",
+    "braze_forwarder.request_body",
     "braze_forwarder.ingest.webhooks.receiver",
     "braze_forwarder.ingest.webhooks.base",
     "braze_forwarder.ingest.webhooks.once",
@@ -51,7 +51,7 @@ _WEBHOOK_MODULES = (
     "braze_forwarder.ingest.webhooks.stripe",
     "braze_forwarder.ingest.webhooks.paddle",
 )
-_CALLBACK_MODULES = ("braze_forwarder.ingest.body", "braze_forwarder.exports.callback")
+_CALLBACK_MODULES = ("braze_forwarder.request_body", "braze_forwarder.exports.callback")
 
 # What each error type means, for the reader of the document (the reason says it for one request).
 WHEN: dict[str, str] = {

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from braze_forwarder.config import WebhookSettings
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 
 Array = Literal["attributes", "events", "purchases"]
 

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from braze_forwarder.config import WebhookSettings
-from braze_forwarder.ingest.body import parse_json
 from braze_forwarder.ingest.webhooks import money
 from braze_forwarder.ingest.webhooks.base import (
     EVENT_ID,
@@ -48,6 +47,7 @@ from braze_forwarder.ingest.webhooks.base import (
     short_text,
     text,
 )
+from braze_forwarder.request_body import parse_json
 
 NAME = "paddle"
 HEADER = "Paddle-Signature"

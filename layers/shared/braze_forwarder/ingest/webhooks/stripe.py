@@ -38,8 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from braze_forwarder.config import WebhookSettings
-from braze_forwarder.ingest.body import parse_json
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.ingest.webhooks import money
 from braze_forwarder.ingest.webhooks.base import (
     EVENT_ID,
@@ -65,6 +64,7 @@ from braze_forwarder.ingest.webhooks.base import (
     short_text,
     text,
 )
+from braze_forwarder.request_body import parse_json
 
 NAME = "stripe"
 HEADER = "Stripe-Signature"
