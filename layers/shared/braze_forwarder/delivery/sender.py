@@ -13,11 +13,10 @@ sent in parallel, and every Braze answer is mapped back to the objects it concer
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,61 +36,15 @@ from braze_forwarder.braze.packing import Call, Limits, pack, user_key
 from braze_forwarder.config import SenderSettings, settings
 from braze_forwarder.delivery import ledger
 from braze_forwarder.delivery.savings import DataPointSavings
+from braze_forwarder.delivery_model import DONE, Message, Outcome, Parcel, State
 from braze_forwarder.observability import MetricUnit, logger, metrics
 
 PATHS = {"track": "/users/track", "identify": "/users/identify"}
 IDENTIFY_ARRAYS = ("aliases_to_identify", "emails_to_identify", "phone_numbers_to_identify")
 
 
-class State(enum.Enum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    REJECTED = "rejected"
-    FAILED = "failed"  # not delivered this time; its message goes back to the queue
-
-
-DONE = frozenset({State.DELIVERED, State.REJECTED})
-
-
 class BrazeUnusable(Exception):
     """Every call would fail the same way (wrong key, missing permission, wrong endpoint)."""
-
-
-@dataclass(eq=False)
-class Message:
-    sqs_message_id: str
-    body: str
-    envelope: queue.Envelope | None = None
-    done_before: frozenset[int] = frozenset()
-    parcels: list[Parcel] = field(default_factory=list)
-
-
-@dataclass(slots=True, eq=False)
-class Parcel:
-    """One Braze object of one message, on its way to Braze."""
-
-    kind: queue.Kind
-    array: str
-    object: dict[str, Any]
-    size: int
-    user: Hashable
-    message: Message
-    position: int  # in the envelope's items: what the ledger records
-    index: int  # in the client's original request array: what the client knows
-    state: State = State.PENDING
-    # A coalesced object (delivery.savings) stands for these parcels of the messages; empty: itself.
-    members: list[Parcel] = field(default_factory=list)
-
-
-@dataclass
-class Outcome:
-    failed_message_ids: list[str]
-    delivered: int = 0
-    rejected: int = 0
-    failed: int = 0
-    skipped_already_done: int = 0
-    calls: int = 0
-    rejected_records_key: str | None = None
 
 
 @dataclass
