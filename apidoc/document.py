@@ -396,7 +396,7 @@ class HttpRoute:
 
 def template_routes(template_path: Path = TEMPLATE) -> list[HttpRoute]:
     """Every HttpApi event of the template, with the module of the handler it invokes."""
-    from local.resources import load_template
+    from sam_template import load_template  # here: cfn-lint's YAML loader is slow to import
 
     template = load_template(template_path)
     defaults = (template.get("Globals") or {}).get("Function") or {}
