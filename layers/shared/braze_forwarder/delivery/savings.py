@@ -31,10 +31,8 @@ from typing import Any
 
 from braze_forwarder import queue
 from braze_forwarder.braze.datapoints import CONTROL_KEYS, FREE_ATTRIBUTES, data_points, is_plain
-from braze_forwarder.config import SenderSettings
 from braze_forwarder.delivery.attribute_state import (
     AttributeStore,
-    DynamoAttributeStore,
     Written,
     user_id,
     value_digest,
@@ -76,12 +74,6 @@ class DataPointSavings:
         self._slots: list[_Slot] = []
         self._prepared: list[Parcel] = []
         self._states: dict[str, dict[str, Written]] = {}
-
-    @classmethod
-    def for_settings(cls, config: SenderSettings) -> DataPointSavings:
-        if not config.delta_sending_enabled:
-            return cls()  # the store is neither read nor written
-        return cls(DynamoAttributeStore(config.attribute_state_table, config.attribute_state_ttl_seconds))
 
     # ------------------------------------------------------------------ before packing
 
