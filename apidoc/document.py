@@ -225,7 +225,7 @@ def _webhook_parameters() -> list[dict[str, Any]]:
         }
     ]
     for name, provider in PROVIDERS.items():
-        header = importlib.import_module(type(provider).__module__).HEADER
+        header = provider.signature.header
         parameters.append(
             {
                 "name": header,
