@@ -63,12 +63,12 @@ def imported_names(tree: ast.AST, module: str, is_package: bool) -> Iterator[tup
                 yield f"{target}.{alias.name}", node.lineno
 
 
-def import_graph() -> dict[str, dict[str, int]]:
-    """module → {imported module of the trees: first line that imports it}."""
+def import_graph() -> dict[str, dict[str, str]]:
+    """module → {imported module of the trees: the lines that import it, "12,40"}."""
     files = module_files()
     graph: dict[str, dict[str, int]] = {}
     for module, path in files.items():
-        edges: dict[str, int] = {}
+        edges: dict[str, list[int]] = {}
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for name, line in imported_names(tree, module, path.name == "__init__.py"):
             # The longest known module the name starts with: `a.b.c` may be a module or a name in a.b.
@@ -77,12 +77,14 @@ def import_graph() -> dict[str, dict[str, int]]:
                 parts.pop()
             target = ".".join(parts)
             if target and target != module:
-                edges.setdefault(target, line)
-        graph[module] = edges
+                lines = edges.setdefault(target, [])
+                if line not in lines:
+                    lines.append(line)
+        graph[module] = {target: ",".join(map(str, sorted(lines))) for target, lines in edges.items()}
     return graph
 
 
-def cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+def cycles(graph: dict[str, dict[str, str]]) -> list[list[str]]:
     """The strongly connected components with more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -134,6 +136,12 @@ def test_the_graph_is_read() -> None:
     assert "braze_forwarder.config" in graph["braze_forwarder.delivery.sender"]
     assert "braze_forwarder.braze.validation" in graph["braze_forwarder.ingest.service"]
     assert any(target.startswith("apidoc") for target in graph["local.api_gateway"])
+
+
+def test_imports_inside_functions_and_relative_imports_count() -> None:
+    tree = ast.parse("def f():\n    from braze_forwarder.delivery import sender\nfrom . import queue\nimport aws\n")
+    names = {name for name, _ in imported_names(tree, "braze_forwarder.config", is_package=False)}
+    assert names == {"braze_forwarder.delivery.sender", "braze_forwarder.queue", "aws"}
 
 
 def test_no_import_cycle() -> None:
