@@ -272,9 +272,8 @@ class KillSwitch:
                 self._kill(invocation, AFTER_BRAZE_2XX)
             self._tell("2xx", invocation)
 
-    def ledger_recorded(self, envelope_id: str, positions: Iterable[int]) -> None:
-        """After a ledger write of the current invocation: note it, and die if a ledger kill is armed."""
-        invocation = self._current
+    def ledger_recorded(self, invocation: InvocationRecord | None, envelope_id: str, positions: Iterable[int]) -> None:
+        """After a ledger write of the invocation: note it, and die if a ledger kill is armed."""
         if invocation is None:
             return
         with self._lock:
@@ -342,9 +341,10 @@ class _KillableLedger:
 
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
         positions = frozenset(positions)
-        self._switch.check_alive(self._switch.current())
+        invocation = self._switch.current()
+        self._switch.check_alive(invocation)  # a dead process writes nothing
         self._real.record(envelope_id, positions)
-        self._switch.ledger_recorded(envelope_id, positions)
+        self._switch.ledger_recorded(invocation, envelope_id, positions)
 
 
 class _KillableRejects:
@@ -355,7 +355,7 @@ class _KillableRejects:
         self._switch = switch
 
     def keep(self, records: Any) -> str | None:
-        self._switch.check_alive(self._switch.current())
+        self._switch.check_alive(self._switch.current())  # a dead process writes nothing
         return self._real.keep(records)
 
 
