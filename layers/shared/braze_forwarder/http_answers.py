@@ -8,7 +8,6 @@ so apidoc finds every answer as a literal RequestRejected call in the modules a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -51,13 +50,15 @@ class JsonAnswers:
         rejected_metric: str | None = None,
     ) -> None:
         self._unexpected = unexpected
-        self._headers: Callable[[], dict[str, str]] = _correlation if correlation_header else dict
+        self._correlation_header = correlation_header
         self._rejected_metric = rejected_metric
         app.exception_handler(RequestRejected)(self.rejected)
         app.exception_handler(Exception)(self.unexpected)
 
     def json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-        return Response(status, content_types.APPLICATION_JSON, body, headers={**(headers or {}), **self._headers()})
+        if self._correlation_header:
+            headers = {**(headers or {}), "X-Correlation-Id": logger.get_correlation_id() or ""}
+        return Response(status, content_types.APPLICATION_JSON, body, headers=headers or {})
 
     def rejected(self, error: RequestRejected) -> Response:
         if self._rejected_metric:
@@ -71,7 +72,3 @@ class JsonAnswers:
     def answer(self, error: RequestRejected) -> Response:
         """The answer for an error the handler maps itself (not counted as a rejection)."""
         return self.json(error.status, error.body(), error.headers)
-
-
-def _correlation() -> dict[str, str]:
-    return {"X-Correlation-Id": logger.get_correlation_id() or ""}
