@@ -1,11 +1,12 @@
 """The error answers each route can give, read from the code that gives them.
 
 Every non-2xx answer of the functions is built in one of two ways: `RequestRejected(status, type,
-reason[, headers])`, or a literal body `{"type": ..., "reason": ...}` handed to `Answer(...)` or the
-handler's `_json(...)`. Reading the modules a route runs (their syntax tree, without importing
-them) lists every (status, type) it can answer, with the reason's text or, where the reason is
-computed, a pattern that matches it. The document's error answers are made from this list, so a
-new error type shows up in `make openapi` (and a stale openapi.json fails the test) without anyone
+reason[, headers])` (braze_forwarder.http_answers, the one error type of every HTTP function), or a
+literal body `{"type": ..., "reason": ...}` handed to `Answer(...)` or the handler's
+`answers.json(...)`. Reading the modules a route runs (their syntax tree, without importing them)
+lists every (status, type) it can answer, with the reason's text or, where the reason is computed,
+a pattern that matches it. The document's error answers are made from this list, so a new error
+type shows up in `make openapi` (and a stale openapi.json fails the test) without anyone
 remembering to document it.
 """
 
@@ -17,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-_BUILDERS = frozenset({"Answer", "_json"})
+_BUILDERS = frozenset({"Answer", "json"})
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class ErrorAnswer:
     where: str
     """module:line of the code that answers it."""
     built_by: str
-    """RequestRejected, Answer or _json."""
+    """RequestRejected, Answer or json."""
 
     def matches(self, reason: str) -> bool:
         return re.fullmatch(self.pattern, reason, re.DOTALL) is not None

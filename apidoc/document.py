@@ -38,12 +38,12 @@ REFUSED = "x-refused-objects"
 _INGEST_MODULES = (
     "braze_forwarder.ingest.api",
     "braze_forwarder.ingest.auth",
-    "braze_forwarder.ingest.body",
+    "braze_forwarder.request_body",
     "braze_forwarder.ingest.idempotency",
     "braze_forwarder.ingest.service",
 )
 _WEBHOOK_MODULES = (
-    "braze_forwarder.ingest.body",
+    "braze_forwarder.request_body",
     "braze_forwarder.ingest.webhooks.receiver",
     "braze_forwarder.ingest.webhooks.base",
     "braze_forwarder.ingest.webhooks.once",
@@ -51,7 +51,7 @@ _WEBHOOK_MODULES = (
     "braze_forwarder.ingest.webhooks.stripe",
     "braze_forwarder.ingest.webhooks.paddle",
 )
-_CALLBACK_MODULES = ("braze_forwarder.ingest.body", "braze_forwarder.exports.callback")
+_CALLBACK_MODULES = ("braze_forwarder.request_body", "braze_forwarder.exports.callback")
 
 # What each error type means, for the reader of the document (the reason says it for one request).
 WHEN: dict[str, str] = {
@@ -225,7 +225,7 @@ def _webhook_parameters() -> list[dict[str, Any]]:
         }
     ]
     for name, provider in PROVIDERS.items():
-        header = importlib.import_module(type(provider).__module__).HEADER
+        header = provider.signature.header
         parameters.append(
             {
                 "name": header,
@@ -396,7 +396,7 @@ class HttpRoute:
 
 def template_routes(template_path: Path = TEMPLATE) -> list[HttpRoute]:
     """Every HttpApi event of the template, with the module of the handler it invokes."""
-    from local.resources import load_template
+    from sam_template import load_template  # here: cfn-lint's YAML loader is slow to import
 
     template = load_template(template_path)
     defaults = (template.get("Globals") or {}).get("Function") or {}

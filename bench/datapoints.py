@@ -79,7 +79,7 @@ def _stream(rng: random.Random) -> list[dict[str, Any]]:
 def _batches(updates: list[dict[str, Any]]):
     from braze_forwarder import queue
     from braze_forwarder.braze.packing import user_key
-    from braze_forwarder.delivery.sender import Message, Parcel
+    from braze_forwarder.delivery_model import Message, Parcel
 
     for start in range(0, len(updates), BATCH):
         parcels = []
@@ -99,7 +99,7 @@ def _run(updates: list[dict[str, Any]], store: MemoryStore | None) -> tuple[int,
     """Data points sent, objects sent, and seconds spent in the sender's savings logic."""
     from braze_forwarder.braze.datapoints import data_points
     from braze_forwarder.delivery.savings import DataPointSavings
-    from braze_forwarder.delivery.sender import State
+    from braze_forwarder.delivery_model import State
 
     points = objects = 0
     elapsed = 0.0

@@ -12,17 +12,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from cfnlint.decode import cfn_yaml
+from sam_template import load_template
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 _SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
-
-
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    return cfn_yaml.load(str(path))
 
 
 class UnresolvedReference(KeyError):

@@ -33,8 +33,9 @@ from local.api_gateway import ApiGatewayServer, Route, http_api_routes
 from local.braze_sandbox import BrazeSandbox, SandboxConfig
 from local.event_sources import Schedule, SqsEventSource, schedules, sqs_event_sources
 from local.lambda_api import LambdaApiServer
-from local.resources import TEMPLATE, LocalStack, create_resources, load_template
+from local.resources import LocalStack, create_resources
 from local.runtime import LocalFunction, add_to_path, layer_directories, load_functions, merged_environment
+from sam_template import TEMPLATE, load_template
 
 logger = logging.getLogger("local.stack")
 

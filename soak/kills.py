@@ -8,8 +8,10 @@ from outside the product code:
 
 * the handler is wrapped (`LocalFunction.wrap_handler`): the environment dies before the handler
   runs, or after it returned and before the event source could delete the messages;
-* the sender module's Braze client, ledger and rejected-objects store are wrapped: it dies after a
-  Braze 2xx answer (before anything records it), or right after a ledger write.
+* the sender's Braze client, ledger and rejected-objects store are wrapped: the wrapped handler
+  hands the sender (its `parts` argument) the real ones the handler wires, each inside a stand-in
+  of the kill switch, so it dies after a Braze 2xx answer (before anything records it), or right
+  after a ledger write. Nothing is patched: every other user keeps the real ones.
 
 A kill raises `Killed` (a BaseException, so no `except Exception` in the product swallows it) and
 marks the invocation dead. The invocation's other threads cannot be stopped, so every boundary
@@ -24,11 +26,11 @@ Sender invocations run one at a time (one execution environment, local/runtime.p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import threading
 import time
-import types
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -120,7 +122,6 @@ class KillSwitch:
         self._forced = list(plan.forced)
         self._lock = threading.Lock()
         self._current: InvocationRecord | None = None
-        self._restore: list[Callable[[], None]] = []
         # Told (event, invocation) on "2xx" (an answer the invocation reads) and "end": the soak's
         # Braze outage starts and ends with these.
         self.listeners: list[Callable[[str, InvocationRecord], None]] = []
@@ -130,33 +131,8 @@ class KillSwitch:
     # -- installing --------------------------------------------------------------------------------
 
     def install(self, function: Any) -> None:
-        """Wrap `function` (a LocalFunction of the sender) and its module's I/O boundaries."""
-        from braze_forwarder.delivery import sender
-
+        """Wrap `function` (a LocalFunction of the sender): its handler, and the sender's parts."""
         function.wrap_handler(self._wrap_handler)
-        originals = {name: getattr(sender, name) for name in ("client_for", "ledger", "rejects")}
-        clients: dict[int, _KillableClient] = {}
-
-        def client_for(*args: Any, **kwargs: Any) -> Any:
-            real = originals["client_for"](*args, **kwargs)  # cached per environment: wrap it once
-            return clients.setdefault(id(real), _KillableClient(real, self))
-
-        ledger = originals["ledger"]
-        rejects = originals["rejects"]
-        sender.client_for = client_for
-        # Stand-ins for the modules, seen only by the sender: every other user keeps the real ones.
-        sender.ledger = types.SimpleNamespace(done_positions=ledger.done_positions, record=self._ledger_record(ledger))
-        sender.rejects = types.SimpleNamespace(keep=self._rejects_keep(rejects))
-
-        def restore() -> None:
-            for name, value in originals.items():
-                setattr(sender, name, value)
-
-        self._restore.append(restore)
-
-    def uninstall(self) -> None:
-        while self._restore:
-            self._restore.pop()()
 
     # -- the handler ---------------------------------------------------------------------------------
 
@@ -166,7 +142,7 @@ class KillSwitch:
             try:
                 if invocation.planned == BEFORE_HANDLER:
                     self._kill(invocation, BEFORE_HANDLER)
-                result = handler(event, context)
+                result = handler(event, context, parts=self._parts())
                 invocation.failed_ids = _failed_ids(result)
                 # A kill in one of the handler's threads that the handler let pass: still dead.
                 self.check_alive(invocation)
@@ -240,6 +216,18 @@ class KillSwitch:
         for listener in self.listeners:
             listener(event, invocation)
 
+    def _parts(self) -> Any:
+        """The sender's real parts, as its handler wires them, with the kill points around them."""
+        from functions.braze_sender.app import sender_parts
+
+        real = sender_parts()
+        return dataclasses.replace(
+            real,
+            client=_KillableClient(real.client, self),
+            ledger=_KillableLedger(real.ledger, self),
+            rejects=_KillableRejects(real.rejects, self),
+        )
+
     # -- the boundaries --------------------------------------------------------------------------------
 
     def current(self) -> InvocationRecord | None:
@@ -284,32 +272,18 @@ class KillSwitch:
                 self._kill(invocation, AFTER_BRAZE_2XX)
             self._tell("2xx", invocation)
 
-    def _ledger_record(self, ledger: Any) -> Callable[..., Any]:
-        def record(*args: Any, **kwargs: Any) -> Any:
-            invocation = self._current
-            self.check_alive(invocation)
-            result = ledger.record(*args, **kwargs)
-            if invocation is None:
-                return result
-            envelope_id, positions = _ledger_arguments(*args, **kwargs)
-            with self._lock:
-                invocation.ledger_writes += 1
-                invocation.ledger[envelope_id] = frozenset(positions)
-                due = self.ledger_kill_armed and not invocation.spared
-                if due:
-                    self.ledger_kill_armed = False
+    def ledger_recorded(self, invocation: InvocationRecord | None, envelope_id: str, positions: Iterable[int]) -> None:
+        """After a ledger write of the invocation: note it, and die if a ledger kill is armed."""
+        if invocation is None:
+            return
+        with self._lock:
+            invocation.ledger_writes += 1
+            invocation.ledger[envelope_id] = frozenset(positions)
+            due = self.ledger_kill_armed and not invocation.spared
             if due:
-                self._kill(invocation, AFTER_LEDGER_WRITE)
-            return result
-
-        return record
-
-    def _rejects_keep(self, rejects: Any) -> Callable[..., Any]:
-        def keep(*args: Any, **kwargs: Any) -> Any:
-            self.check_alive(self._current)  # a dead process writes nothing
-            return rejects.keep(*args, **kwargs)
-
-        return keep
+                self.ledger_kill_armed = False
+        if due:
+            self._kill(invocation, AFTER_LEDGER_WRITE)
 
     # -- what happened ----------------------------------------------------------------------------------
 
@@ -355,6 +329,36 @@ class _KillableClient:
         return getattr(self._real, name)
 
 
+class _KillableLedger:
+    """The sender's ledger: a dead invocation writes nothing; a write may be the kill point."""
+
+    def __init__(self, real: Any, switch: KillSwitch) -> None:
+        self._real = real
+        self._switch = switch
+
+    def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
+        return self._real.done_positions(envelope_ids)
+
+    def record(self, envelope_id: str, positions: Iterable[int]) -> None:
+        positions = frozenset(positions)
+        invocation = self._switch.current()
+        self._switch.check_alive(invocation)  # a dead process writes nothing
+        self._real.record(envelope_id, positions)
+        self._switch.ledger_recorded(invocation, envelope_id, positions)
+
+
+class _KillableRejects:
+    """The sender's rejected-objects store: a dead invocation writes nothing."""
+
+    def __init__(self, real: Any, switch: KillSwitch) -> None:
+        self._real = real
+        self._switch = switch
+
+    def keep(self, records: Any) -> str | None:
+        self._switch.check_alive(self._switch.current())  # a dead process writes nothing
+        return self._real.keep(records)
+
+
 def _soak_ids(body: Any) -> frozenset[str]:
     from soak.load import soak_id
 
@@ -365,13 +369,6 @@ def _soak_ids(body: Any) -> frozenset[str]:
 def _failed_ids(response: Any) -> frozenset[str]:
     failures = response.get("batchItemFailures") if isinstance(response, dict) else None
     return frozenset(f.get("itemIdentifier") for f in failures or () if isinstance(f, dict))
-
-
-def _ledger_arguments(
-    table: str, envelope_id: str, positions: Any, *args: Any, **kwargs: Any
-) -> tuple[str, Iterable[int]]:
-    """ledger.record(table, envelope_id, positions, ttl_seconds): what it recorded."""
-    return envelope_id, positions
 
 
 def _items(body: str) -> list[Any]:
@@ -385,6 +382,6 @@ def _items(body: str) -> list[Any]:
 
 def _cold_start() -> None:
     """A crashed environment is replaced: the next invocation has no pooled connection, no cached key."""
-    from braze_forwarder.delivery import sender
+    from functions.braze_sender import app
 
-    sender.reset()
+    app.reset()

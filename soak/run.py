@@ -141,7 +141,6 @@ def run(options: SoakOptions, say: Any = print) -> Findings:
                 request.fault == "error" and began <= request.time <= ended for request in stack.sandbox.requests
             )
     finally:
-        switch.uninstall()
         stack.stop()
     seconds["total"] = time.monotonic() - started
     findings.seconds = {name: round(value, 1) for name, value in seconds.items()}

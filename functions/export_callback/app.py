@@ -1,34 +1,32 @@
 """ExportCallbackFunction: Braze's export callback → one copy task per export file on CopyTasksQueue."""
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from braze_forwarder.exports.callback import not_found, receive
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import JsonAnswers, RequestRejected
 from braze_forwarder.observability import logger, metrics, tracer
 from braze_forwarder.queue import QueueUnavailable
 
 app = APIGatewayHttpResolver()
+answers = JsonAnswers(
+    app, unexpected=RequestRejected(500, "internal_error", "an unexpected error occurred; call again later")
+)
 
 
 @app.post(
     "/exports/<job_id>/callback", operation_id="exportCallback", summary="Braze's export callback", tags=["exports"]
 )
 def export_callback(job_id: str) -> Response[dict]:
-    return _json(200, receive(app.current_event, job_id))
-
-
-@app.exception_handler(RequestRejected)
-def rejected(error: RequestRejected) -> Response:
-    return _json(error.status, error.body(), error.headers)
+    return answers.json(200, receive(app.current_event, job_id))
 
 
 @app.not_found
 def unknown_route(_error: Exception) -> Response:
     # The same answer as an unknown job: the route tells a caller no more than the job lookup does.
-    return _json(404, not_found().body())
+    return answers.json(404, not_found().body())
 
 
 @app.exception_handler([ClientError, BotoCoreError, QueueUnavailable])
@@ -36,17 +34,7 @@ def unavailable(_error: Exception) -> Response:
     # DynamoDB, S3 or SQS failed: a 503 invites Braze to call again, and a repeated callback
     # finishes what this one started.
     logger.exception("export callback could not be handled")
-    return _json(503, {"type": "unavailable", "reason": "the export could not be recorded; call again later"})
-
-
-@app.exception_handler(Exception)
-def unexpected(_error: Exception) -> Response:
-    logger.exception("unexpected error")
-    return _json(500, {"type": "internal_error", "reason": "an unexpected error occurred; call again later"})
-
-
-def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
-    return Response(status, content_types.APPLICATION_JSON, body, headers=headers or {})
+    return answers.answer(RequestRejected(503, "unavailable", "the export could not be recorded; call again later"))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

@@ -1,16 +1,24 @@
 """IngestApiFunction: Braze-compatible /users/track and /users/identify, and signed payment webhooks,
 into the events queue."""
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from braze_forwarder.http_answers import JsonAnswers, RequestRejected
 from braze_forwarder.ingest.api import receive
-from braze_forwarder.ingest.errors import RequestRejected
 from braze_forwarder.ingest.service import Answer
 from braze_forwarder.ingest.webhooks.receiver import receive_webhook
 from braze_forwarder.observability import MetricUnit, logger, metrics, tracer
 
 app = APIGatewayHttpResolver()
+answers = JsonAnswers(
+    app,
+    unexpected=RequestRejected(
+        500, "internal_error", "an unexpected error occurred; retry, with the same Idempotency-Key if you sent one"
+    ),
+    correlation_header=True,
+    rejected_metric="RequestsRejected",
+)
 
 
 @app.post(
@@ -33,42 +41,19 @@ def webhook(provider: str) -> Response[dict]:
     return _respond(receive_webhook(app.current_event, provider, app.lambda_context), False)
 
 
-@app.exception_handler(RequestRejected)
-def rejected(error: RequestRejected) -> Response:
-    metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
-    return _json(error.status, error.body(), error.headers)
-
-
 @app.not_found
 def not_found(_error: Exception) -> Response:
-    return _json(
+    return answers.json(
         404,
         {"type": "not_found", "reason": "no such route; POST /users/track, /users/identify or /webhooks/{provider}"},
     )
 
 
-@app.exception_handler(Exception)
-def unexpected(_error: Exception) -> Response:
-    logger.exception("unexpected error")
-    return _json(
-        500,
-        {
-            "type": "internal_error",
-            "reason": "an unexpected error occurred; retry, with the same Idempotency-Key if you sent one",
-        },
-    )
-
-
 def _respond(answer: Answer, replayed: bool) -> Response:
     if not replayed:
-        return _json(answer.status, answer.body)
+        return answers.json(answer.status, answer.body)
     metrics.add_metric(name="RequestsReplayed", unit=MetricUnit.Count, value=1)
-    return _json(answer.status, answer.body, {"Idempotent-Replayed": "true"})
-
-
-def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
-    correlation = {"X-Correlation-Id": logger.get_correlation_id() or ""}
-    return Response(status, content_types.APPLICATION_JSON, body, headers={**(headers or {}), **correlation})
+    return answers.json(answer.status, answer.body, {"Idempotent-Replayed": "true"})
 
 
 @logger.inject_lambda_context

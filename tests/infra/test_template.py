@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from local.resources import TEMPLATE, LocalStack, load_template
+from local.resources import LocalStack
+from sam_template import TEMPLATE, load_template
 
 TEMPLATE_DOC = load_template()
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE_DOC["Resources"]

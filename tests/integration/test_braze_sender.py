@@ -34,10 +34,9 @@ def braze() -> Iterator[BrazeSandbox]:
 @pytest.fixture
 def send(aws_stack, monkeypatch, braze) -> Callable[..., dict[str, Any]]:
     use_sender_environment(monkeypatch, aws_stack, braze.url, BRAZE_KEY)
-    from braze_forwarder.delivery import sender
-
-    sender.reset()
     from functions.braze_sender import app
+
+    app.reset()
 
     def run(*bodies: str, remaining_ms: int = 60_000) -> dict[str, Any]:
         event = load_event("braze_sender_sqs.json")
@@ -46,7 +45,7 @@ def send(aws_stack, monkeypatch, braze) -> Callable[..., dict[str, Any]]:
         return app.lambda_handler(event, LambdaContextStub(remaining_millis=remaining_ms))
 
     yield run
-    sender.reset()
+    app.reset()
 
 
 def envelope(objects: list[tuple[str, dict[str, Any]]], kind: str = "track") -> str:

@@ -37,10 +37,9 @@ def braze() -> Iterator[BrazeSandbox]:
 @pytest.fixture
 def send(aws_stack, monkeypatch, braze) -> Iterator[Callable[..., dict[str, Any]]]:
     use_sender_environment(monkeypatch, aws_stack, braze.url, BRAZE_KEY)
-    from braze_forwarder.delivery import sender
-
-    sender.reset()
     from functions.braze_sender import app
+
+    app.reset()
 
     def run(*bodies: str) -> dict[str, Any]:
         event = load_event("braze_sender_sqs.json")
@@ -49,7 +48,7 @@ def send(aws_stack, monkeypatch, braze) -> Iterator[Callable[..., dict[str, Any]
         return app.lambda_handler(event, LambdaContextStub(remaining_millis=60_000))
 
     yield run
-    sender.reset()
+    app.reset()
 
 
 @pytest.fixture

@@ -883,7 +883,7 @@ def test_the_callback_token_is_stored_only_as_a_hash_and_never_logged(exports, l
 
 
 def test_the_glue_table_reads_the_folders_the_copier_writes():
-    from local.resources import load_template
+    from sam_template import load_template
 
     table = load_template()["Resources"]["GlobalControlGroupTable"]["Properties"]["TableInput"]
     parameters = table["Parameters"]

@@ -50,17 +50,14 @@ def sender(aws_stack, monkeypatch, braze) -> Iterator[Callable[..., Any]]:
     use_sender_environment(
         monkeypatch, aws_stack, braze.url, BRAZE_KEY, BRAZE_READ_TIMEOUT_SECONDS="2", BRAZE_MAX_ATTEMPTS="1"
     )
-    from braze_forwarder.delivery import sender as sender_module
     from functions.braze_sender import app
 
-    sender_module.reset()
-    switches: list[KillSwitch] = []
+    app.reset()
 
     def install(plan: KillPlan) -> tuple[KillSwitch, Callable[..., Any]]:
         switch = KillSwitch(plan)
         function = Function(app.lambda_handler)
         switch.install(function)
-        switches.append(switch)
 
         def invoke(*bodies: str, receive_count: int = 1) -> Any:
             event = {
@@ -81,9 +78,7 @@ def sender(aws_stack, monkeypatch, braze) -> Iterator[Callable[..., Any]]:
         return switch, invoke
 
     yield install
-    for switch in switches:
-        switch.uninstall()
-    sender_module.reset()
+    app.reset()
 
 
 def envelope(count: int, first: int = 0, user: str = "user") -> str:
@@ -240,7 +235,6 @@ def test_random_kills_follow_the_seed(sender, braze):
         for n in range(8):
             with contextlib.suppress(Killed):
                 invoke(envelope(2, first=2 * n))
-        switch.uninstall()
         return [invocation.planned for invocation in switch.invocations]
 
     first = points(11)
@@ -248,21 +242,24 @@ def test_random_kills_follow_the_seed(sender, braze):
     assert any(first) and not all(first)
 
 
-def test_uninstall_gives_the_sender_its_own_modules_back(sender):
-    from braze_forwarder import rejects
-    from braze_forwarder.braze import client
-    from braze_forwarder.delivery import ledger
+def test_the_kill_points_wrap_the_senders_parts_and_patch_no_module(sender, braze, aws_stack):
     from braze_forwarder.delivery import sender as sender_module
+    from functions.braze_sender import app
 
-    switch, _ = sender(KillPlan())
-    assert sender_module.ledger is not ledger
-    switch.uninstall()
+    modules = {module: dict(vars(module)) for module in (sender_module, app)}
+    switch, invoke = sender(KillPlan(forced=[AFTER_BRAZE_2XX]))
+    with pytest.raises(Killed):
+        invoke(envelope(3))
 
-    assert (sender_module.ledger, sender_module.rejects, sender_module.client_for) == (
-        ledger,
-        rejects,
-        client.client_for,
+    assert {module: dict(vars(module)) for module in modules} == modules
+    real, wrapped = app.sender_parts(), switch._parts()
+    assert (wrapped.client._real, wrapped.ledger._real, wrapped.rejects._real) == (
+        real.client,
+        real.ledger,
+        real.rejects,
     )
+    assert (wrapped.api_key, wrapped.attributes) == (real.api_key, real.attributes)
+    assert switch.invocations[0].kill_point == AFTER_BRAZE_2XX and len(track_calls(braze)) == 1
 
 
 def test_a_forced_kill_another_kill_beat_is_tried_again(sender, braze):

@@ -23,7 +23,7 @@ from braze_forwarder.braze.validation import check_track_object
 from braze_forwarder.delivery.attribute_state import Written
 from braze_forwarder.delivery.coalesce import Item, coalesce
 from braze_forwarder.delivery.savings import DataPointSavings
-from braze_forwarder.delivery.sender import Message, Parcel, State
+from braze_forwarder.delivery_model import Message, Parcel, State
 from local import braze_sandbox as sandbox
 
 # ---------------------------------------------------------------- the model profile

@@ -9,11 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from braze_forwarder import queue
-from braze_forwarder.ingest import body as request_body
+from braze_forwarder import queue, request_body
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.ingest import service
-from braze_forwarder.ingest.body import parse_json, parse_json_deferring_keys
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.request_body import parse_json, parse_json_deferring_keys
 
 
 class Pairs(list):

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from braze_forwarder.config import WebhookSettings
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.ingest.webhooks import paddle, stripe
 from tests.conftest import load_event
 from tests.webhook_signing import (

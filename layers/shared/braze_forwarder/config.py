@@ -19,6 +19,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
+from braze_forwarder.url_policy import DEFAULT_ALLOWED_HOSTS, check_callback_base_url, check_host_pattern
+
 KIB = 1024
 MIB = 1024 * KIB
 SQS_MAX_MESSAGE_BYTES = 1 * MIB
@@ -274,14 +276,10 @@ def _documented_fields(fields: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _callback_base(value: str) -> str:
-    from braze_forwarder.exports.urls import check_callback_base_url
-
     return check_callback_base_url(value)
 
 
 def _host_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
-    from braze_forwarder.exports.urls import DEFAULT_ALLOWED_HOSTS, check_host_pattern
-
     return tuple(check_host_pattern(pattern) for pattern in patterns or DEFAULT_ALLOWED_HOSTS)
 
 
@@ -307,7 +305,7 @@ class ExportStarterSettings(Settings):
 class ExportUrlSettings(Settings):
     """Where a download url from Braze may point (checked by the callback, and again by the copier)."""
 
-    # Empty = the default allow-list in exports/urls.py (validated like an explicit one).
+    # Empty = the default allow-list in url_policy.py (validated like an explicit one).
     export_url_allowed_hosts: tuple[str, ...] = setting(default=(), check=_host_patterns)
     # Plain-HTTP loopback URLs (the local Braze sandbox). Deliberately not a template parameter:
     # only the tests and the local stack set it.

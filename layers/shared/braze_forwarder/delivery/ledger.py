@@ -4,12 +4,16 @@ A message whose objects went out in several calls, some of which failed, goes ba
 Before it does, the positions of its objects that Braze accepted (or refused for good) are written
 here, keyed by the envelope id (which, unlike the SQS message id, survives a DLQ redrive), so the
 next attempt sends only the rest. A message delivered whole writes nothing.
+
+The sender is handed a Ledger (functions/braze_sender/app.py wires DynamoLedger); tests and the soak
+hand it their own, or wrap this one.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from braze_forwarder import aws
 
@@ -17,41 +21,58 @@ _BATCH_GET_KEYS = 100
 _BATCH_GET_ATTEMPTS = 5
 
 
-def done_positions(table: str, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
-    """Positions already delivered or rejected, per envelope id that has a ledger entry."""
-    ids = list(dict.fromkeys(envelope_ids))
-    found: dict[str, frozenset[int]] = {}
-    for start in range(0, len(ids), _BATCH_GET_KEYS):
-        request = {
-            table: {
-                "Keys": [{"message_id": {"S": envelope_id}} for envelope_id in ids[start : start + _BATCH_GET_KEYS]],
-                "ConsistentRead": True,
-                "ProjectionExpression": "message_id, done",
+class Ledger(Protocol):
+    def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
+        """Positions already delivered or rejected, per envelope id that has a ledger entry."""
+        ...
+
+    def record(self, envelope_id: str, positions: Iterable[int]) -> None:
+        """Remember that these positions of an envelope are done (delivered or kept as rejected)."""
+        ...
+
+
+class DynamoLedger:
+    """The ledger in the stack's DeliveryLedgerTable; entries expire after ttl_seconds."""
+
+    def __init__(self, table: str, ttl_seconds: int) -> None:
+        self.table = table
+        self.ttl_seconds = ttl_seconds
+
+    def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
+        table = self.table
+        ids = list(dict.fromkeys(envelope_ids))
+        found: dict[str, frozenset[int]] = {}
+        for start in range(0, len(ids), _BATCH_GET_KEYS):
+            request = {
+                table: {
+                    "Keys": [
+                        {"message_id": {"S": envelope_id}} for envelope_id in ids[start : start + _BATCH_GET_KEYS]
+                    ],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "message_id, done",
+                }
             }
-        }
-        for attempt in range(_BATCH_GET_ATTEMPTS):
-            response = aws.client("dynamodb").batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(table, []):
-                found[item["message_id"]["S"]] = frozenset(int(n) for n in item["done"]["NS"])
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            time.sleep(0.05 * 2**attempt)
-        else:
-            raise RuntimeError("the delivery ledger left keys unprocessed after retries")
-    return found
+            for attempt in range(_BATCH_GET_ATTEMPTS):
+                response = aws.client("dynamodb").batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(table, []):
+                    found[item["message_id"]["S"]] = frozenset(int(n) for n in item["done"]["NS"])
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise RuntimeError("the delivery ledger left keys unprocessed after retries")
+        return found
 
-
-def record(table: str, envelope_id: str, positions: Iterable[int], ttl_seconds: int) -> None:
-    """Remember that these positions of an envelope are done (delivered or kept as rejected)."""
-    numbers = sorted(set(positions))
-    if not numbers:
-        return
-    aws.client("dynamodb").put_item(
-        TableName=table,
-        Item={
-            "message_id": {"S": envelope_id},
-            "done": {"NS": [str(n) for n in numbers]},
-            "expires_at": {"N": str(int(time.time()) + ttl_seconds)},
-        },
-    )
+    def record(self, envelope_id: str, positions: Iterable[int]) -> None:
+        numbers = sorted(set(positions))
+        if not numbers:
+            return
+        aws.client("dynamodb").put_item(
+            TableName=self.table,
+            Item={
+                "message_id": {"S": envelope_id},
+                "done": {"NS": [str(n) for n in numbers]},
+                "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)},
+            },
+        )

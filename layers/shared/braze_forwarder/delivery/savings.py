@@ -27,23 +27,19 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from braze_forwarder import queue
 from braze_forwarder.braze.datapoints import CONTROL_KEYS, FREE_ATTRIBUTES, data_points, is_plain
 from braze_forwarder.delivery.attribute_state import (
     AttributeStore,
-    DynamoAttributeStore,
     Written,
     user_id,
     value_digest,
 )
 from braze_forwarder.delivery.coalesce import Fold, Item, coalesce
+from braze_forwarder.delivery_model import Parcel, State
 from braze_forwarder.observability import MetricUnit, logger, metrics
-
-if TYPE_CHECKING:
-    from braze_forwarder.config import SenderSettings
-    from braze_forwarder.delivery.sender import Parcel
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WRITE_WORKERS = 8
@@ -78,12 +74,6 @@ class DataPointSavings:
         self._slots: list[_Slot] = []
         self._prepared: list[Parcel] = []
         self._states: dict[str, dict[str, Written]] = {}
-
-    @classmethod
-    def for_settings(cls, config: SenderSettings) -> DataPointSavings:
-        if not config.delta_sending_enabled:
-            return cls()  # the store is neither read nor written
-        return cls(DynamoAttributeStore(config.attribute_state_table, config.attribute_state_ttl_seconds))
 
     # ------------------------------------------------------------------ before packing
 
@@ -181,8 +171,6 @@ class DataPointSavings:
 
     def _make_parcels(self, attributes: list[Parcel]) -> dict[int, list[Parcel]]:
         """Build each slot's parcel; return them by the id of their user's first attributes parcel."""
-        from braze_forwarder.delivery.sender import State  # the sender imports this module
-
         first_of_user: dict[Any, int] = {}
         for parcel in attributes:
             first_of_user.setdefault(parcel.user, id(parcel))
@@ -210,8 +198,6 @@ class DataPointSavings:
 
     def settle(self, deadline: float) -> None:
         """Give members their coalesced object's state, count, and record what Braze accepted."""
-        from braze_forwarder.delivery.sender import State
-
         for slot in self._slots:
             if slot.parcel is not None and slot.parcel.members:
                 state = State.FAILED if slot.parcel.state is State.PENDING else slot.parcel.state
@@ -237,8 +223,6 @@ class DataPointSavings:
             self._record(deadline)
 
     def _record(self, deadline: float) -> None:
-        from braze_forwarder.delivery.sender import State
-
         updates: dict[str, dict[str, Written]] = defaultdict(dict)
         for slot in self._slots:
             if slot.user is None or slot.parcel is None or slot.parcel.state is State.REJECTED:

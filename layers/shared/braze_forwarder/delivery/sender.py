@@ -9,89 +9,40 @@ sent in parallel, and every Braze answer is mapped back to the objects it concer
   inside the invocation's remaining time; what is still unsent then fails only its own messages;
 - a message that goes back to the queue after some of its objects were delivered records those in
   the delivery ledger, so its next attempt sends only the rest.
+
+Everything the sender reads or writes outside itself — the Braze client and key, the ledger, the
+rejected-objects store, the attribute store — is handed in (SenderParts): the handler wires the real
+ones, tests and the soak give their own or wrap the real ones.
 """
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from braze_forwarder import queue, rejects
-from braze_forwarder.braze import credentials
-from braze_forwarder.braze.client import (
-    BrazeClient,
-    BrazeResponse,
-    Verdict,
-    backoff_seconds,
-    client_for,
-    retry_delay_seconds,
-)
-from braze_forwarder.braze.credentials import ApiKey, api_key_for
+from braze_forwarder import queue
+from braze_forwarder.braze.client import BrazeClient, BrazeResponse, Verdict, backoff_seconds, retry_delay_seconds
+from braze_forwarder.braze.credentials import ApiKey
 from braze_forwarder.braze.packing import Call, Limits, pack, user_key
 from braze_forwarder.config import SenderSettings, settings
-from braze_forwarder.delivery import ledger
+from braze_forwarder.delivery.attribute_state import AttributeStore
+from braze_forwarder.delivery.ledger import Ledger
 from braze_forwarder.delivery.savings import DataPointSavings
+from braze_forwarder.delivery_model import DONE, Message, Outcome, Parcel, State
 from braze_forwarder.observability import MetricUnit, logger, metrics
+from braze_forwarder.rejects import RejectStore
 
 PATHS = {"track": "/users/track", "identify": "/users/identify"}
 IDENTIFY_ARRAYS = ("aliases_to_identify", "emails_to_identify", "phone_numbers_to_identify")
 
 
-class State(enum.Enum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    REJECTED = "rejected"
-    FAILED = "failed"  # not delivered this time; its message goes back to the queue
-
-
-DONE = frozenset({State.DELIVERED, State.REJECTED})
-
-
 class BrazeUnusable(Exception):
     """Every call would fail the same way (wrong key, missing permission, wrong endpoint)."""
-
-
-@dataclass(eq=False)
-class Message:
-    sqs_message_id: str
-    body: str
-    envelope: queue.Envelope | None = None
-    done_before: frozenset[int] = frozenset()
-    parcels: list[Parcel] = field(default_factory=list)
-
-
-@dataclass(slots=True, eq=False)
-class Parcel:
-    """One Braze object of one message, on its way to Braze."""
-
-    kind: queue.Kind
-    array: str
-    object: dict[str, Any]
-    size: int
-    user: Hashable
-    message: Message
-    position: int  # in the envelope's items: what the ledger records
-    index: int  # in the client's original request array: what the client knows
-    state: State = State.PENDING
-    # A coalesced object (delivery.savings) stands for these parcels of the messages; empty: itself.
-    members: list[Parcel] = field(default_factory=list)
-
-
-@dataclass
-class Outcome:
-    failed_message_ids: list[str]
-    delivered: int = 0
-    rejected: int = 0
-    failed: int = 0
-    skipped_already_done: int = 0
-    calls: int = 0
-    rejected_records_key: str | None = None
 
 
 @dataclass
@@ -130,29 +81,33 @@ class _RateGate:
         return waited
 
 
-def deliver_records(records: Sequence[tuple[str, str]], remaining_seconds: Callable[[], float]) -> Outcome:
+@dataclass(frozen=True)
+class SenderParts:
+    """What a Sender talks to: Braze (client, key) and its stores. None as attributes: no delta sending."""
+
+    client: BrazeClient
+    api_key: ApiKey
+    ledger: Ledger
+    rejects: RejectStore
+    attributes: AttributeStore | None = None
+
+
+def deliver_records(
+    records: Sequence[tuple[str, str]], remaining_seconds: Callable[[], float], parts: SenderParts
+) -> Outcome:
     """Deliver one invocation's SQS records, (message id, body) each, with the deployment's settings."""
-    config = settings(SenderSettings)
-    client = client_for(
-        config.braze_rest_endpoint,
-        config.braze_max_in_flight,
-        config.braze_connect_timeout_seconds,
-        config.braze_read_timeout_seconds,
-    )
-    api_key = api_key_for(config.braze_api_key_secret_arn, config.braze_api_key_max_age_seconds)
-    return Sender(config, client, api_key).deliver(records, remaining_seconds)
-
-
-reset = credentials.reset  # tests: forget the key holder and the pooled client
+    return Sender(settings(SenderSettings), parts).deliver(records, remaining_seconds)
 
 
 class Sender:
     """Delivers one invocation's messages. Create one per invocation."""
 
-    def __init__(self, config: SenderSettings, client: BrazeClient, api_key: ApiKey) -> None:
+    def __init__(self, config: SenderSettings, parts: SenderParts) -> None:
         self.config = config
-        self.client = client
-        self.api_key = api_key
+        self.client = parts.client
+        self.api_key = parts.api_key
+        self.ledger = parts.ledger
+        self.rejects = parts.rejects
         self.limits = {
             "track": Limits(
                 config.braze_track_batch_limit, config.braze_track_batch_mode, config.braze_max_request_bytes
@@ -167,7 +122,8 @@ class Sender:
         self._records: list[dict[str, Any]] = []
         self._records_kept = True
         self._deadline = 0.0
-        self._savings = DataPointSavings.for_settings(config)
+        # Without DELTA_SENDING_ENABLED the attribute store is neither read nor written.
+        self._savings = DataPointSavings(parts.attributes if config.delta_sending_enabled else None)
 
     # ------------------------------------------------------------------ the batch
 
@@ -200,7 +156,7 @@ class Sender:
                 logger.error("queue message is not a valid envelope", extra={"sqs_message_id": message.sqs_message_id})
                 self._keep(_envelope_record(message, str(exc)))
         opened = [m for m in messages if m.envelope is not None]
-        done = ledger.done_positions(self.config.ledger_table, [m.envelope.id for m in opened])  # type: ignore[union-attr]
+        done = self.ledger.done_positions([m.envelope.id for m in opened])  # type: ignore[union-attr]
         for message in opened:
             envelope = message.envelope
             assert envelope is not None
@@ -373,7 +329,7 @@ class Sender:
     def _keep_rejections(self, messages: list[Message]) -> str | None:
         """Write the rejected objects; if that fails, their messages go back to the queue instead."""
         try:
-            return rejects.keep(self.config.rejected_bucket, self.config.rejected_prefix, self._records)
+            return self.rejects.keep(self._records)
         except Exception:
             logger.exception("could not keep rejected objects; their messages will be retried")
             for parcel in (p for m in messages for p in m.parcels if p.state is State.REJECTED):
@@ -398,12 +354,7 @@ class Sender:
             newly_done = {p.position for p in message.parcels if p.state in DONE}
             if newly_done:
                 try:
-                    ledger.record(
-                        self.config.ledger_table,
-                        message.envelope.id,
-                        message.done_before | newly_done,
-                        self.config.ledger_ttl_seconds,
-                    )
+                    self.ledger.record(message.envelope.id, message.done_before | newly_done)
                 except Exception:
                     # The objects will go out again when the message returns: a duplicate, never a loss.
                     logger.exception("could not record a partial delivery in the ledger")

@@ -26,9 +26,9 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from braze_forwarder import aws, queue
 from braze_forwarder.config import ExportCallbackSettings, settings
 from braze_forwarder.exports import jobs, tasks, urls
-from braze_forwarder.ingest.body import parse_json, read_body
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.observability import MetricUnit, logger, metrics
+from braze_forwarder.request_body import parse_json, read_body
 
 EXPORT_ROOT = "segment-export/"  # §7: fixed, even for the global control group export
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")

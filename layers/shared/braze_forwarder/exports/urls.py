@@ -24,35 +24,48 @@ EXPORT_URL_ALLOW_LOOPBACK is set, which only the tests and the local stack do.
 [inf] The address check runs before the request, and the HTTP library resolves the name again
 when it connects; a DNS answer that changes in between (rebinding) is not caught. The allow-list
 is the main guard; the address check is a second one.
+
+The checks on a URL's text live in url_policy.py, below config (which validates the settings with
+them); this module adds the address check and the download, and names the policy for the exports.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 import time
 from collections.abc import Iterable
 from typing import BinaryIO
-from urllib.parse import SplitResult, urlsplit
 
 import requests
 
-DEFAULT_ALLOWED_HOSTS = (
-    "s3.amazonaws.com",
-    "*.s3.amazonaws.com",
-    "s3.*.amazonaws.com",
-    "*.s3.*.amazonaws.com",
+# The policy is a base module (config validates settings with it); the exports feature uses it from here.
+from braze_forwarder.url_policy import (
+    DEFAULT_ALLOWED_HOSTS,
+    LOOPBACK_HOSTS,
+    UrlNotAllowed,
+    check_callback_base_url,
+    check_download_url,
+    check_host_pattern,
+    host_matches,
+    host_of,
 )
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-_LABEL = re.compile(r"\*|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_MAX_URL_CHARS = 8192  # presigned URLs with session tokens run to ~2 KB
+
+__all__ = [
+    "DEFAULT_ALLOWED_HOSTS",
+    "LOOPBACK_HOSTS",
+    "DownloadFailed",
+    "UrlNotAllowed",
+    "check_callback_base_url",
+    "check_download_url",
+    "check_host_pattern",
+    "download",
+    "host_matches",
+    "host_of",
+]
+
 _CHUNK_BYTES = 1024 * 1024
 _CONNECT_TIMEOUT_SECONDS = 5.0
-
-
-class UrlNotAllowed(ValueError):
-    """A URL this deployment will not fetch; the message says why, without the URL's secrets."""
 
 
 class DownloadFailed(Exception):
@@ -61,74 +74,6 @@ class DownloadFailed(Exception):
     def __init__(self, reason: str, *, permanent: bool) -> None:
         super().__init__(reason)
         self.permanent = permanent
-
-
-def check_host_pattern(pattern: str) -> str:
-    """A lower-cased allow-list entry, or ValueError: DNS labels or `*`, two literal labels at least."""
-    value = pattern.strip().lower().rstrip(".")
-    labels = value.split(".")
-    if not all(_LABEL.fullmatch(label) for label in labels) or sum(label != "*" for label in labels) < 2:
-        raise ValueError(
-            f"{pattern!r} is not a host pattern: use host names such as s3.amazonaws.com or "
-            "*.s3.amazonaws.com, where * stands for one label; IP addresses are not accepted"
-        )
-    if _is_ip(value):
-        raise ValueError(f"{pattern!r}: IP addresses are not accepted in the allow-list")
-    return value
-
-
-def host_matches(host: str, patterns: Iterable[str]) -> bool:
-    labels = host.lower().rstrip(".").split(".")
-    for pattern in patterns:
-        expected = pattern.split(".")
-        if len(expected) == len(labels) and all(p in ("*", label) for p, label in zip(expected, labels, strict=True)):
-            return True
-    return False
-
-
-def check_download_url(url: object, allowed_hosts: Iterable[str], *, allow_loopback: bool) -> SplitResult:
-    """The parsed url if this deployment may fetch it; UrlNotAllowed (naming the host only) if not."""
-    if not isinstance(url, str) or not url or len(url) > _MAX_URL_CHARS:
-        raise UrlNotAllowed("the url must be a string of at most 8,192 characters")
-    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
-        raise UrlNotAllowed("the url contains whitespace or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise UrlNotAllowed("the url is not a valid URL") from None
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise UrlNotAllowed("the url has no host")
-    if parts.username is not None or parts.password is not None:
-        raise UrlNotAllowed(f"the url for {host} carries credentials")
-    if host in LOOPBACK_HOSTS or _is_loopback_ip(host):
-        if allow_loopback and parts.scheme in ("http", "https"):
-            return parts
-        raise UrlNotAllowed(f"loopback host {host} is not allowed (EXPORT_URL_ALLOW_LOOPBACK is for local runs only)")
-    if parts.scheme != "https":
-        raise UrlNotAllowed(f"the url for {host} is not https")
-    if port not in (None, 443):
-        raise UrlNotAllowed(f"the url for {host} uses port {port}; only 443 is allowed")
-    if _is_ip(host):
-        raise UrlNotAllowed(f"the url's host {host} is an IP address; only allow-listed host names are fetched")
-    if not host_matches(host, allowed_hosts):
-        raise UrlNotAllowed(f"host {host} is not in the allow-list (EXPORT_URL_ALLOWED_HOSTS)")
-    return parts
-
-
-def check_callback_base_url(url: str) -> str:
-    """The API's base URL the starter puts in callback_endpoint: https, or http on loopback."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
-    plain = not parts.query and not parts.fragment and parts.username is None
-    if plain and host and parts.scheme == "https":
-        return url.strip().rstrip("/")
-    if plain and parts.scheme == "http" and (host in LOOPBACK_HOSTS or _is_loopback_ip(host)):
-        return url.strip().rstrip("/")
-    raise ValueError(
-        "must be the ingest API's https base URL (the stack's ApiUrl output), or http://127.0.0.1:<port> locally"
-    )
 
 
 def download(
@@ -203,26 +148,3 @@ def _check_addresses(host: str, port: int, allow_loopback: bool) -> None:
         if address.is_global or (allow_loopback and address.is_loopback):
             continue
         raise DownloadFailed(f"{host} resolves to a non-public address; not fetched", permanent=True)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def _is_loopback_ip(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def host_of(url: object) -> str:
-    """Only the host of a url, for logs and reasons: presigned URLs carry credentials in the query."""
-    try:
-        return (urlsplit(url).hostname or "?") if isinstance(url, str) else "?"
-    except ValueError:
-        return "?"

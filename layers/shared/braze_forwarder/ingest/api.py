@@ -8,11 +8,11 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from braze_forwarder.config import IngestSettings, settings
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.ingest import auth, idempotency
-from braze_forwarder.ingest.body import parse_json_deferring_keys, read_body
-from braze_forwarder.ingest.errors import RequestRejected
 from braze_forwarder.ingest.service import ROUTES, Answer, accept
 from braze_forwarder.observability import MetricUnit, logger, metrics
+from braze_forwarder.request_body import parse_json_deferring_keys, read_body
 
 
 def receive(event: APIGatewayProxyEventV2, kind: str, lambda_context: LambdaContext | None) -> tuple[Answer, bool]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools.utilities import parameters
 
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.observability import logger
 
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from braze_forwarder import aws
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.ingest.service import Answer
 from braze_forwarder.observability import logger
 

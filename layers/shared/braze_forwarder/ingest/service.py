@@ -21,9 +21,9 @@ from braze_forwarder.braze.validation import (
     check_identify_object,
     check_track_object,
 )
-from braze_forwarder.ingest.body import DeferredKeysBody
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.observability import MetricUnit, logger, metrics, single_metric
+from braze_forwarder.request_body import DeferredKeysBody
 
 # Answers (and the idempotency records that keep them) list at most this many errors; a request
 # with more invalid objects than this is a client bug, and the count says how many were left out.

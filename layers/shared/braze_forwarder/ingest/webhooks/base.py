@@ -4,9 +4,15 @@ A provider is one module with one object that has
 
     name                      "stripe", "paddle": the path segment of POST /webhooks/{name} and the
                               key of its signing secrets in the webhook-secrets secret;
+    signature                 its SignatureScheme: the header that carries the signature and how it
+                              is checked; Stripe and Paddle both send a TimestampedHmac, configured by
+                              data (header shape, separators, signed payload, tolerance setting);
+                              other schemes (App Store's JWS, Google's OIDC token) are other classes
+                              of the same interface;
     verify(body, headers, secrets, now, settings) -> ProviderEvent
-                              check the signature over the exact raw bytes, then parse; every failure
-                              is a RequestRejected (4xx) with a stable `type`, never another exception;
+                              check the signature over the exact raw bytes (signature.verified), then
+                              read the event; every failure is a RequestRejected (4xx) with a stable
+                              `type`, never another exception;
     expected_livemode(settings) -> bool | None
                               the livemode this deployment takes (None: the provider does not say);
     map(event, settings) -> Mapped | Ignored | UserNotFound
@@ -25,7 +31,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from braze_forwarder.config import WebhookSettings
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
+from braze_forwarder.request_body import parse_json
 
 Array = Literal["attributes", "events", "purchases"]
 
@@ -91,8 +98,20 @@ class MappingError(Exception):
     """
 
 
+class SignatureScheme(Protocol):
+    header: str
+    """The request header that carries the signature (named in answers and in the API document)."""
+
+    def verified(
+        self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, settings: WebhookSettings
+    ) -> Any:
+        """The signed document (the parsed JSON body) once the signature is checked; RequestRejected if not."""
+        ...
+
+
 class Provider(Protocol):
     name: str
+    signature: SignatureScheme
 
     def verify(
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, settings: WebhookSettings
@@ -106,6 +125,43 @@ class Provider(Protocol):
 # ---------------------------------------------------------------------------------------------------
 # Signatures
 # ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampedHmac:
+    """A header `<timestamp_key>=<unix seconds><separator><signature_key>=<hex>[...]` holding HMAC-SHA256
+    signatures of `<timestamp><joiner><raw body>`, keyed with each signing secret as it is written.
+
+    One verification path for every provider that signs this way; what differs between them is this
+    data. Steps: the header is present, well formed and not oversized (400/401); some signature matches
+    some secret, compared in constant time (401); only then is the timestamp checked against
+    now ± the tolerance setting, both ways (401); then the body is parsed as strict JSON (400).
+    """
+
+    header: str
+    separator: str
+    timestamp_key: str
+    signature_key: str
+    joiner: bytes
+    tolerance_setting: str  # the WebhookSettings field: seconds the timestamp may be off, either way
+
+    def verified(
+        self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, settings: WebhookSettings
+    ) -> Any:
+        value = headers.get(self.header.lower())
+        if value is None or not value.strip():
+            raise missing_signature(self.header)
+        timestamp, signatures = parse_signature_header(
+            value,
+            self.header,
+            separator=self.separator,
+            timestamp_key=self.timestamp_key,
+            signature_key=self.signature_key,
+        )
+        if not any_signature_matches(secrets, timestamp.encode("ascii") + self.joiner + body, signatures):
+            raise invalid_signature(self.header)
+        check_timestamp(int(timestamp), now, getattr(settings, self.tolerance_setting), self.header)
+        return parse_json(body)
 
 
 def any_signature_matches(secrets: Sequence[str], signed: bytes, presented: Sequence[str]) -> bool:

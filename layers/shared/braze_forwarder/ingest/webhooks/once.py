@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from braze_forwarder import aws
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.observability import logger
 
 IN_PROGRESS = "IN_PROGRESS"

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from braze_forwarder.config import WebhookSettings
-from braze_forwarder.ingest.body import parse_json
 from braze_forwarder.ingest.webhooks import money
 from braze_forwarder.ingest.webhooks.base import (
     EVENT_ID,
@@ -32,25 +31,30 @@ from braze_forwarder.ingest.webhooks.base import (
     MappingError,
     Outcome,
     ProviderEvent,
+    TimestampedHmac,
     User,
-    any_signature_matches,
-    check_timestamp,
     dig,
     event_object,
     for_user,
     invalid_event,
-    invalid_signature,
     iso_from_rfc3339,
-    missing_signature,
     object_id,
-    parse_signature_header,
     purchase_object,
     short_text,
     text,
 )
 
 NAME = "paddle"
-HEADER = "Paddle-Signature"
+# The header's shape, the signed payload and the tolerance: the rest of verification is base's.
+SIGNATURE = TimestampedHmac(
+    header="Paddle-Signature",
+    separator=";",
+    timestamp_key="ts",
+    signature_key="h1",
+    joiner=b":",
+    tolerance_setting="paddle_tolerance_seconds",
+)
+HEADER = SIGNATURE.header
 ALIAS_LABEL = "paddle_customer_id"
 SUBSCRIPTION_EVENTS = frozenset(
     {"created", "activated", "updated", "canceled", "past_due", "paused", "resumed", "trialing", "imported"}
@@ -59,20 +63,12 @@ SUBSCRIPTION_EVENTS = frozenset(
 
 class Paddle:
     name = NAME
+    signature = SIGNATURE
 
     def verify(
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, settings: WebhookSettings
     ) -> ProviderEvent:
-        header = headers.get(HEADER.lower())
-        if header is None or not header.strip():
-            raise missing_signature(HEADER)
-        timestamp, signatures = parse_signature_header(
-            header, HEADER, separator=";", timestamp_key="ts", signature_key="h1"
-        )
-        if not any_signature_matches(secrets, timestamp.encode("ascii") + b":" + body, signatures):
-            raise invalid_signature(HEADER)
-        check_timestamp(int(timestamp), now, settings.paddle_tolerance_seconds, HEADER)
-        return _event(parse_json(body))
+        return _event(self.signature.verified(body, headers, secrets, now, settings))
 
     def expected_livemode(self, settings: WebhookSettings) -> bool | None:
         return None

@@ -25,8 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from braze_forwarder import queue, rejects
 from braze_forwarder.braze.validation import Limits, NestingTooDeep, check_track_object
 from braze_forwarder.config import WebhookSettings, settings
-from braze_forwarder.ingest.body import read_body
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.ingest.service import Answer
 from braze_forwarder.ingest.webhooks import PROVIDERS, once, signing_secrets
 from braze_forwarder.ingest.webhooks.base import (
@@ -40,6 +39,7 @@ from braze_forwarder.ingest.webhooks.base import (
     UserNotFound,
 )
 from braze_forwarder.observability import MetricUnit, logger, metrics, single_metric
+from braze_forwarder.request_body import read_body
 
 REJECTED_PREFIX = "rejected/webhooks/"
 # Without a Lambda context (tests, tools) an unfinished marker blocks redeliveries this long.

@@ -16,7 +16,7 @@ import time
 
 from aws_lambda_powertools.utilities import parameters
 
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.observability import logger
 
 # A signature that matches no cached secret forces a re-read at most this often per provider, so a

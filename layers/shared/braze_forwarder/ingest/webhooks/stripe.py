@@ -38,8 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from braze_forwarder.config import WebhookSettings
-from braze_forwarder.ingest.body import parse_json
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.ingest.webhooks import money
 from braze_forwarder.ingest.webhooks.base import (
     EVENT_ID,
@@ -49,25 +48,30 @@ from braze_forwarder.ingest.webhooks.base import (
     MappingError,
     Outcome,
     ProviderEvent,
+    TimestampedHmac,
     User,
-    any_signature_matches,
-    check_timestamp,
     dig,
     event_object,
     for_user,
     invalid_event,
-    invalid_signature,
     iso_from_unix,
-    missing_signature,
     object_id,
-    parse_signature_header,
     purchase_object,
     short_text,
     text,
 )
 
 NAME = "stripe"
-HEADER = "Stripe-Signature"
+# The header's shape, the signed payload and the tolerance: the rest of verification is base's.
+SIGNATURE = TimestampedHmac(
+    header="Stripe-Signature",
+    separator=",",
+    timestamp_key="t",
+    signature_key="v1",
+    joiner=b".",
+    tolerance_setting="stripe_tolerance_seconds",
+)
+HEADER = SIGNATURE.header
 ALIAS_LABEL = "stripe_customer_id"
 # Metadata key naming the Braze product of a one-off payment; without it the flow's name is used.
 PRODUCT_METADATA_KEY = "braze_product_id"
@@ -75,20 +79,12 @@ PRODUCT_METADATA_KEY = "braze_product_id"
 
 class Stripe:
     name = NAME
+    signature = SIGNATURE
 
     def verify(
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, settings: WebhookSettings
     ) -> ProviderEvent:
-        header = headers.get(HEADER.lower())
-        if header is None or not header.strip():
-            raise missing_signature(HEADER)
-        timestamp, signatures = parse_signature_header(
-            header, HEADER, separator=",", timestamp_key="t", signature_key="v1"
-        )
-        if not any_signature_matches(secrets, timestamp.encode("ascii") + b"." + body, signatures):
-            raise invalid_signature(HEADER)
-        check_timestamp(int(timestamp), now, settings.stripe_tolerance_seconds, HEADER)
-        return _event(parse_json(body))
+        return _event(self.signature.verified(body, headers, secrets, now, settings))
 
     def expected_livemode(self, settings: WebhookSettings) -> bool | None:
         return settings.stripe_live_mode

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from braze_forwarder.ingest.errors import RequestRejected
+from braze_forwarder.http_answers import RequestRejected
 
 
 class _DuplicateKey(ValueError):

@@ -1,0 +1,117 @@
+"""The sender with parts of its own: a Braze stand-in and stores in memory, handed in as the handler
+hands in the real ones (no AWS, no HTTP, no patching)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from braze_forwarder import queue
+from braze_forwarder.braze.client import BrazeResponse
+from braze_forwarder.config import SenderSettings
+from braze_forwarder.delivery.attribute_state import Written
+from braze_forwarder.delivery.sender import Sender, SenderParts
+
+CONFIG = SenderSettings(
+    braze_rest_endpoint="https://rest.iad-01.braze.com",
+    braze_api_key_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:braze",
+    braze_max_attempts=1,
+    ledger_table="not-read",
+    rejected_bucket="not-written",
+    time_reserve_seconds=0.5,
+)
+
+
+class Braze:
+    """Answers 201, or 500 to a call that holds `failing`, or a per-object error for `refused`."""
+
+    def __init__(self, failing: str | None = None, refused: str | None = None) -> None:
+        self.failing, self.refused = failing, refused
+        self.sent: list[str] = []
+        self._lock = threading.Lock()
+
+    def post(self, path: str, body: Mapping[str, Any], api_key: str) -> BrazeResponse:
+        ids = [obj["external_id"] for objects in body.values() for obj in objects]
+        with self._lock:
+            self.sent.extend(ids)
+        if self.failing in ids:
+            return BrazeResponse(500, {"message": "internal"}, {})
+        if self.refused not in ids:
+            return BrazeResponse(201, {"message": "success"}, {})
+        error = {"type": "BLOCKED", "input_array": "events", "index": ids.index(self.refused), "message": "blocked"}
+        return BrazeResponse(201, {"message": "success", "errors": [error]}, {})
+
+
+class Key:
+    def value(self) -> tuple[str, int]:
+        return "key", 0
+
+    def refresh(self, seen_generation: int) -> None:
+        raise AssertionError("no 401 here")
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.done: dict[str, frozenset[int]] = {}
+
+    def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
+        return {envelope_id: self.done[envelope_id] for envelope_id in envelope_ids if envelope_id in self.done}
+
+    def record(self, envelope_id: str, positions: Iterable[int]) -> None:
+        self.done[envelope_id] = frozenset(positions)
+
+
+class Rejects:
+    def __init__(self) -> None:
+        self.kept: list[dict[str, Any]] = []
+
+    def keep(self, records: Sequence[dict[str, Any]]) -> str | None:
+        self.kept.extend(records)
+        return "memory" if records else None
+
+
+class Attributes:
+    def read(self, users: Iterable[str]) -> dict[str, dict[str, Written]]:
+        raise AssertionError("delta sending is off: the store is not read")
+
+    def write(self, user: str, attributes: Mapping[str, Written]) -> None:
+        raise AssertionError("delta sending is off: the store is not written")
+
+
+def message(count: int) -> str:
+    objects = [{"external_id": f"user-{n}", "name": "played", "time": "2026-12-07T03:00:00Z"} for n in range(count)]
+    items = [("events", n, queue.encode_object(obj)) for n, obj in enumerate(objects)]
+    [body] = queue.build_messages("track", items, source="tests", correlation_id=None, max_message_bytes=1 << 20)
+    return body
+
+
+def deliver(braze: Braze, ledger: Ledger, rejects: Rejects, *bodies: str) -> Any:
+    parts = SenderParts(braze, Key(), ledger, rejects, Attributes())  # type: ignore[arg-type]
+    records = [(f"msg-{n}", body) for n, body in enumerate(bodies)]
+    return Sender(CONFIG, parts).deliver(records, lambda: 60.0)
+
+
+def test_a_partly_delivered_message_records_its_delivered_objects_in_the_ledger_it_was_given() -> None:
+    body, ledger, rejects = message(100), Ledger(), Rejects()
+
+    first = deliver(Braze(failing="user-99"), ledger, rejects, body)  # 75 + 25: the second call fails
+    assert first.failed_message_ids == ["msg-0"] and (first.delivered, first.failed) == (75, 25)
+    [(_, done)] = ledger.done.items()
+    assert done == frozenset(range(75))
+
+    again = Braze()
+    second = deliver(again, ledger, rejects, body)
+    assert second.failed_message_ids == [] and second.skipped_already_done == 75
+    assert sorted(again.sent) == sorted(f"user-{n}" for n in range(75, 100))
+
+
+def test_an_object_braze_refuses_goes_to_the_rejects_store_it_was_given() -> None:
+    ledger, rejects = Ledger(), Rejects()
+
+    outcome = deliver(Braze(refused="user-1"), ledger, rejects, message(3))
+
+    assert outcome.failed_message_ids == [] and (outcome.delivered, outcome.rejected) == (2, 1)
+    [record] = rejects.kept
+    assert record["object"]["external_id"] == "user-1" and record["reason"]["type"] == "BLOCKED"
+    assert outcome.rejected_records_key == "memory" and ledger.done == {}
