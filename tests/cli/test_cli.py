@@ -18,7 +18,9 @@ import requests
 from cli.__main__ import main
 from local.stack import Stack, StackOptions
 
-pytestmark = pytest.mark.local
+# Rejected objects are filed by the hour they were kept —
+# make test runs these on other days (tests/clock.py).
+pytestmark = [pytest.mark.local, pytest.mark.clock]
 
 INGEST_KEY = "cli-test-ingest-key"
 PERSONAL = "blocked.person@example.com"

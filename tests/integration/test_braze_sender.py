@@ -22,6 +22,10 @@ from tests.conftest import (
     use_sender_environment,
 )
 
+# Rate-limit resets are epoch times compared with now; ledger records expire —
+# make test runs these on other days (tests/clock.py).
+pytestmark = pytest.mark.clock
+
 BRAZE_KEY = "braze-rest-key-0123456789"
 
 

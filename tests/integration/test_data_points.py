@@ -23,6 +23,10 @@ from tests.conftest import (
     use_sender_environment,
 )
 
+# The last-sent store's records expire —
+# make test runs these on other days (tests/clock.py).
+pytestmark = pytest.mark.clock
+
 BRAZE_KEY = "braze-rest-key-0123456789"
 GROUP = "8f4c2d3e-1a2b-4c5d-8e9f-0a1b2c3d4e5f"
 T1, T2, T3 = "2026-11-22T07:00:00.000Z", "2026-11-22T07:00:01.000Z", "2026-11-22T07:00:02.000Z"

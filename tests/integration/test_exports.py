@@ -438,9 +438,10 @@ def test_a_job_requested_a_second_before_new_year_finds_the_files_braze_wrote_af
             exports.put_export_file(name, gzip_file([export_user(days)]), object_prefix=prefix, days_after_today=days)
         reply = exports.callback(token)
 
-    # Then the three folders from the day before the request on are copied, the older one is not
-    assert reply == Reply(200, {"message": "success", "job_id": JOB_ID, "files": 3})
-    assert exports.run_copier() == ["ok"] * 3
+        # Then the three folders from the day before the request on are copied, the older one is not
+        # (copied in the new year too: a queue's messages expire, whichever way the clock is moved)
+        assert reply == Reply(200, {"message": "success", "job_id": JOB_ID, "files": 3})
+        assert exports.run_copier() == ["ok"] * 3
     days = [entry["source"].split("/")[-3] for entry in exports.manifest()["files"]]
     assert days == ["2031-12-30", "2031-12-31", "2032-01-01"]
 

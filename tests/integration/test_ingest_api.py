@@ -15,6 +15,10 @@ from braze_forwarder import queue
 from braze_forwarder.ingest.auth import hash_key
 from tests.conftest import ingest_event, load_event, metric_values, use_function_environment
 
+# Idempotency-Key records expire; envelopes carry received_at —
+# make test runs these on other days (tests/clock.py).
+pytestmark = pytest.mark.clock
+
 CLIENT_KEY = "k_test_0123456789abcdef0123456789abcdef"
 OTHER_CLIENT_KEY = "k_test_fedcba9876543210fedcba9876543210"
 

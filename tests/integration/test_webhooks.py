@@ -27,6 +27,10 @@ from tests.webhook_signing import (
     sign,
 )
 
+# Signature timestamps are checked against now, event and payment markers expire —
+# make test runs these on other days (tests/clock.py).
+pytestmark = pytest.mark.clock
+
 SAMPLES = sorted(path.name for path in EVENTS.glob("webhook_*.json"))
 STRIPE_OLD_SECRET = "whsec_rolledButStillActive0000000000000"
 

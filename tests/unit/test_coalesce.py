@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,10 @@ from braze_forwarder.delivery.coalesce import Item, coalesce
 from braze_forwarder.delivery.savings import DataPointSavings
 from braze_forwarder.delivery_model import Message, Parcel, State
 from local import braze_sandbox as sandbox
+
+# Coalescing orders values by when they were received —
+# make test runs these on other days (tests/clock.py).
+pytestmark = pytest.mark.clock
 
 # ---------------------------------------------------------------- the model profile
 

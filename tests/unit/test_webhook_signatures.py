@@ -24,6 +24,10 @@ from tests.webhook_signing import (
     stripe_header,
 )
 
+# Signature timestamps are checked against now —
+# make test runs these on other days (tests/clock.py).
+pytestmark = pytest.mark.clock
+
 SETTINGS = WebhookSettings(
     events_queue_url="q",
     ingest_keys_secret_arn="k",
