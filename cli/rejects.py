@@ -94,7 +94,11 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     commands = parser.add_subparsers(dest="rejects_command", metavar="{list,replay}", required=True)
     filters = argparse.ArgumentParser(add_help=False)
     group = filters.add_argument_group("filters")
-    group.add_argument("--since", metavar="ISO", help="only records rejected at or after this time (2026-05-01T12:00Z)")
+    group.add_argument(
+        "--since",
+        metavar="ISO",
+        help="only records rejected at or after this time, UTC unless it names its zone (2026-05-01T12:00Z)",
+    )
     group.add_argument("--reason", metavar="TYPE", action="append", help="only this reason type (repeatable)")
     group.add_argument("--source", metavar="NAME", help="only objects from this API client (or webhook:<provider>)")
     listing = commands.add_parser(
