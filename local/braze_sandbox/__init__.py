@@ -8,8 +8,10 @@ Two uses:
   validation, rate-limit headers and 429s, the global-control-group export with files and callback,
   and random faults (500, 429, dropped connections, timeouts) at configurable rates.
 
-It keeps the resulting user profiles (attributes, event and purchase tallies, aliases, data points)
-so that what the forwarder did can be looked at, in Python or over `GET /sandbox/users/...`.
+It keeps the resulting user profiles (attributes, event and purchase tallies, aliases, data points,
+each profile's history) and the deletions and merges, so that what the forwarder did can be looked
+at, in Python (`profile`, `history`, `deletions`, `merges`, `since_deletion`) or over
+`GET /sandbox/users/...`, `/sandbox/deletions`, `/sandbox/merges`.
 
 This is a model of Braze written from /work/shared/BRAZE_API.md (section numbers "§n" below refer
 to it), deliberately independent of the forwarder's own validator: sharing that code would make the
@@ -24,20 +26,23 @@ The package, one module per area (each Braze route a module of its own, beside t
     config.py          SandboxConfig, RecordedRequest
     users_track.py     POST /users/track: request limits, per-object validation
     users_identify.py  POST /users/identify
+    users_delete.py    POST /users/delete
+    users_alias.py     POST /users/alias/new
+    users_merge.py     POST /users/merge
     writes.py          applying /users/track objects to a profile; data points (§10)
     profiles.py        profiles and the store that finds, creates and merges them
     exports.py         POST /users/export/global_control_group: files and callback
     faults.py          injected 500s, 429s, stalls and dropped connections
     scripts.py         ScriptedResponse: answers a test queues
     inspection.py      what tests and the demo read back; the /sandbox/* routes; stats
-    rate_limit.py      the fixed window and its headers (§2.9, §4)
+    rate_limit.py      the fixed windows (track; the identify/alias/merge/delete family) and headers (§2.9, §4)
     answers.py         an answer and Braze's usual bodies
     checks.py          value checks shared by the routes
     rules.py           Braze's numbers and names
     server.py          HTTP plumbing
     cli.py             the command line
 
-A new route (e.g. /users/delete) is a module like users_identify.py: a mixin with the route method,
+A new route (e.g. /users/alias/update) is a module like users_delete.py: a mixin with the route method,
 its validation beside it, the mixin added to BrazeSandbox's bases and the path to its routes.
 """
 
@@ -47,11 +52,14 @@ from local.braze_sandbox.core import BrazeSandbox
 from local.braze_sandbox.exports import CallbackRecord, ExportRecord
 from local.braze_sandbox.profiles import _ProfileStore
 from local.braze_sandbox.rules import (
+    ALIAS_NEW_PATH,
     BRAZE_ERROR_TYPES,
     CONTROL_GROUP_ATTRIBUTE,
     CONTROL_KEYS,
     DEFAULT_GCG_SEGMENT_ID,
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DELETE_ARRAYS,
+    DELETE_PATH,
     EVENT_PROPERTIES_MAX_BYTES,
     EXPORT_OUTPUT_FORMATS,
     EXPORTED_PROFILE_FIELDS,
@@ -63,6 +71,7 @@ from local.braze_sandbox.rules import (
     MAX_EXTERNAL_ID_BYTES,
     MAX_NAME_CHARS,
     MAX_PURCHASE_QUANTITY,
+    MERGE_PATH,
     PRIMARY_IDENTIFIERS,
     PRIORITIZATION_VALUES,
     PURCHASE_PROPERTIES_MAX_BYTES,
@@ -78,6 +87,7 @@ from local.braze_sandbox.rules import (
     TRACK_ARRAYS,
     TRACK_BATCH_MODES,
     TRACK_PATH,
+    USER_DATA_FAMILY_PATHS,
 )
 from local.braze_sandbox.scripts import ScriptedResponse
 from local.braze_sandbox.users_track import _validate_track_object
@@ -85,11 +95,14 @@ from local.braze_sandbox.writes import _apply_attributes, _attribute_data_points
 
 # The private names are the sandbox's model that tests/unit (test_coalesce, test_datapoints) compare against.
 __all__ = [
+    "ALIAS_NEW_PATH",
     "BRAZE_ERROR_TYPES",
     "CONTROL_GROUP_ATTRIBUTE",
     "CONTROL_KEYS",
     "DEFAULT_GCG_SEGMENT_ID",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DELETE_ARRAYS",
+    "DELETE_PATH",
     "EVENT_PROPERTIES_MAX_BYTES",
     "EXPORTED_PROFILE_FIELDS",
     "EXPORT_OUTPUT_FORMATS",
@@ -101,6 +114,7 @@ __all__ = [
     "MAX_EXTERNAL_ID_BYTES",
     "MAX_NAME_CHARS",
     "MAX_PURCHASE_QUANTITY",
+    "MERGE_PATH",
     "PRIMARY_IDENTIFIERS",
     "PRIORITIZATION_VALUES",
     "PURCHASE_PROPERTIES_MAX_BYTES",
@@ -116,6 +130,7 @@ __all__ = [
     "TRACK_ARRAYS",
     "TRACK_BATCH_MODES",
     "TRACK_PATH",
+    "USER_DATA_FAMILY_PATHS",
     "BrazeSandbox",
     "CallbackRecord",
     "ExportRecord",

@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from local.braze_sandbox.rules import GCG_EXPORT_PATH, IDENTIFY_ARRAYS, IDENTIFY_PATH, TRACK_ARRAYS, TRACK_PATH
+from local.braze_sandbox.rules import (
+    ALIAS_NEW_PATH,
+    DELETE_ARRAYS,
+    DELETE_PATH,
+    GCG_EXPORT_PATH,
+    IDENTIFY_ARRAYS,
+    IDENTIFY_PATH,
+    TRACK_ARRAYS,
+    TRACK_PATH,
+)
 
 
 @dataclass
@@ -37,6 +46,10 @@ def _default_body(status: int, path: str, body: Any) -> Any:
                     answer[f"{array}_processed"] = len(body[array])
         elif path == IDENTIFY_PATH and isinstance(body, dict):
             answer["aliases_processed"] = sum(len(v) for a in IDENTIFY_ARRAYS if isinstance(v := body.get(a), list))
+        elif path == DELETE_PATH and isinstance(body, dict):
+            answer["deleted"] = sum(len(v) for a in DELETE_ARRAYS if isinstance(v := body.get(a), list))
+        elif path == ALIAS_NEW_PATH and isinstance(body, dict):
+            answer["aliases_processed"] = len(v) if isinstance(v := body.get("user_aliases"), list) else 0
         elif path == GCG_EXPORT_PATH:
             answer["object_prefix"] = f"{uuid.uuid4()}-{int(time.time())}"
         return answer

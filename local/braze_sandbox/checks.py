@@ -48,6 +48,16 @@ def _is_alias(alias: Any) -> bool:
     return isinstance(alias, dict) and _is_text(alias.get("alias_name")) and _is_text(alias.get("alias_label"))
 
 
+def _prioritization_ok(prioritization: Any, allowed: Iterable[str]) -> bool:
+    """§5/§6: a non-empty ordered array of known values, at most one of identified/unidentified."""
+    return (
+        isinstance(prioritization, list)
+        and bool(prioritization)
+        and all(_one_of(value, allowed) for value in prioritization)
+        and not {"identified", "unidentified"} <= set(prioritization)
+    )
+
+
 def _parse_time(value: Any) -> datetime | None:
     """§2.6: ISO 8601, or Braze's legacy yyyy-MM-dd'T'HH:mm:ss:SSSZ. No zone means UTC."""
     if not isinstance(value, str):

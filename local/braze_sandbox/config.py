@@ -42,6 +42,13 @@ class SandboxConfig:
     gcg_segment_id: str = DEFAULT_GCG_SEGMENT_ID
     callback_timeout_seconds: float = 5.0
     s3_region: str | None = None  # None: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
+    # §6: /users/delete, /users/alias/new and /users/merge take at most 50 identifiers, aliases, merges.
+    delete_batch_limit: int = 50
+    alias_batch_limit: int = 50
+    merge_batch_limit: int = 50
+    # §2.9: identify, alias/new, merge and delete share 20,000 requests a minute (USER_DATA_FAMILY_PATHS).
+    user_data_rate_limit_requests: int = 20000
+    user_data_rate_limit_window_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.track_batch_mode not in TRACK_BATCH_MODES:
@@ -53,11 +60,13 @@ class SandboxConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         for name in ("track_batch_limit", "identify_batch_limit", "rate_limit_requests",
-                     "export_users_per_file", "max_payload_bytes"):  # fmt: skip
+                     "export_users_per_file", "max_payload_bytes", "delete_batch_limit",
+                     "alias_batch_limit", "merge_batch_limit", "user_data_rate_limit_requests"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.rate_limit_window_seconds <= 0:
-            raise ValueError("rate_limit_window_seconds must be positive")
+        for name in ("rate_limit_window_seconds", "user_data_rate_limit_window_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
 
 
 @dataclass

@@ -21,14 +21,19 @@ from local.braze_sandbox.rate_limit import (
     _merge_headers,
     _rate_headers,
     _too_many_requests_headers,
+    _user_data_limits,
     _Window,
 )
 from local.braze_sandbox.rules import (
+    ALIAS_NEW_PATH,
+    DELETE_PATH,
     GCG_EXPORT_PATH,
     IDENTIFY_PATH,
+    MERGE_PATH,
     RATE_LIMIT_HEADER_ROTATION,
     RATE_LIMIT_HEADER_STYLES,
     TRACK_PATH,
+    USER_DATA_FAMILY_PATHS,
 )
 from local.braze_sandbox.scripts import ScriptedResponse, _Scripts
 from local.braze_sandbox.server import (
@@ -41,13 +46,26 @@ from local.braze_sandbox.server import (
     _Server,
     _write_answer,
 )
+from local.braze_sandbox.users_alias import _AliasNewRoute
+from local.braze_sandbox.users_delete import _DeleteRoute
 from local.braze_sandbox.users_identify import _IdentifyRoute
+from local.braze_sandbox.users_merge import _MergeRoute
 from local.braze_sandbox.users_track import _TrackRoute
 
 logger = logging.getLogger("braze_sandbox")
 
 
-class BrazeSandbox(_TrackRoute, _IdentifyRoute, _ExportRoute, _Faults, _Scripts, _Inspection):
+class BrazeSandbox(
+    _TrackRoute,
+    _IdentifyRoute,
+    _DeleteRoute,
+    _AliasNewRoute,
+    _MergeRoute,
+    _ExportRoute,
+    _Faults,
+    _Scripts,
+    _Inspection,
+):
     """The HTTP server plus the profile state behind it. Use `start()`/`stop()` or `with`.
 
     A Braze route answers in this order: a queued script, if one matches; unknown route 404 / wrong
@@ -56,6 +74,7 @@ class BrazeSandbox(_TrackRoute, _IdentifyRoute, _ExportRoute, _Faults, _Scripts,
     processing. Every non-429 answer carries X-RateLimit-Limit/-Remaining/-Reset.
 
     Control routes, without auth and not recorded: GET /sandbox/users, GET /sandbox/users/{external_id},
+    GET /sandbox/users/{external_id}/history, GET /sandbox/deletions, GET /sandbox/merges,
     GET /sandbox/stats, POST /sandbox/reset, GET /sandbox/exports/{object_prefix}/{file}.
     """
 
@@ -75,7 +94,8 @@ class BrazeSandbox(_TrackRoute, _IdentifyRoute, _ExportRoute, _Faults, _Scripts,
         self._export_threads: list[threading.Thread] = []
         self._connections: set[socket.socket] = set()
         self._scripts: list[ScriptedResponse] = []
-        self._limiter = _FixedWindowLimiter()
+        self._limiter = _FixedWindowLimiter()  # /users/track and every route not in the family below
+        self._user_data_limiter = _FixedWindowLimiter(limits=_user_data_limits)  # USER_DATA_FAMILY_PATHS
         self._stats = _Stats()
         self._export_files: dict[tuple[str, str], bytes] = {}
         self._seed_random()
@@ -83,6 +103,9 @@ class BrazeSandbox(_TrackRoute, _IdentifyRoute, _ExportRoute, _Faults, _Scripts,
         self._routes: dict[str, Callable[[Any, frozenset[tuple[Any, Any]]], _Answer]] = {
             TRACK_PATH: self._track,
             IDENTIFY_PATH: self._identify,
+            DELETE_PATH: self._delete,
+            ALIAS_NEW_PATH: self._alias_new,
+            MERGE_PATH: self._merge_users,
             GCG_EXPORT_PATH: self._export_control_group,
         }
         self.url = ""
@@ -174,7 +197,7 @@ class BrazeSandbox(_TrackRoute, _IdentifyRoute, _ExportRoute, _Faults, _Scripts,
                 record.fault = "client_gone"
         if answer is not None and answer.status != 429 and not _has_rate_headers(answer.headers):
             # §4: every non-429 answer carries the window's headers (401s and 404s included).
-            self._with_rate_headers(answer, self._limiter.peek(self.config))
+            self._with_rate_headers(answer, self._limiter_for(incoming.path).peek(self.config))
         with self._lock:
             # Set before the answer is written, so a client that has its answer sees the status.
             record.status = answer.status if answer else None
@@ -203,7 +226,7 @@ class BrazeSandbox(_TrackRoute, _IdentifyRoute, _ExportRoute, _Faults, _Scripts,
             return self._fault(record, "drop", None)
         if not self._authorized(incoming.headers):
             return _unauthorized(incoming.headers)
-        window = self._limiter.acquire(config)
+        window = self._limiter_for(incoming.path).acquire(config)
         if not window.admitted:
             return self._fault(record, "rate_limited_real", self._rate_limited(window))
         if draw.error < config.error_rate:
@@ -237,6 +260,10 @@ class BrazeSandbox(_TrackRoute, _IdentifyRoute, _ExportRoute, _Faults, _Scripts,
         if incoming.json_error is not None:
             return _Answer(400, {"message": f"Bad Request: {incoming.json_error}"})
         return route(incoming.json, excluded)
+
+    def _limiter_for(self, path: str) -> _FixedWindowLimiter:
+        """§2.9: the window of the family the route belongs to."""
+        return self._user_data_limiter if path in USER_DATA_FAMILY_PATHS else self._limiter
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         scheme, _, key = headers.get("authorization", "").partition(" ")

@@ -2,6 +2,7 @@
 /sandbox/* control routes (no auth, not recorded).
 """
 
+import copy
 import random
 import threading
 import time
@@ -14,7 +15,16 @@ from local.braze_sandbox.answers import _Answer
 from local.braze_sandbox.config import RecordedRequest
 from local.braze_sandbox.profiles import _ProfileStore
 from local.braze_sandbox.rate_limit import _FixedWindowLimiter
-from local.braze_sandbox.rules import IDENTIFY_ARRAYS, IDENTIFY_PATH, TRACK_ARRAYS, TRACK_PATH
+from local.braze_sandbox.rules import (
+    ALIAS_NEW_PATH,
+    DELETE_ARRAYS,
+    DELETE_PATH,
+    IDENTIFY_ARRAYS,
+    IDENTIFY_PATH,
+    MERGE_PATH,
+    TRACK_ARRAYS,
+    TRACK_PATH,
+)
 from local.braze_sandbox.server import _Incoming
 
 if TYPE_CHECKING:
@@ -33,6 +43,7 @@ class _Inspection:
     _store: _ProfileStore
     _stats: "_Stats"
     _limiter: _FixedWindowLimiter
+    _user_data_limiter: _FixedWindowLimiter
     _scripts: list["ScriptedResponse"]
     _export_files: dict[tuple[str, str], bytes]
     _data_rng: random.Random
@@ -47,6 +58,44 @@ class _Inspection:
         with self._lock:
             found = self._store.by_alias(alias_name, alias_label)
             return found.to_json() if found else None
+
+    def history(self, external_id: str) -> list[dict[str, Any]]:
+        """What reached the profile that has this external_id now, in order ({"seq", "at", "op", ...});
+        [] if nobody has it. A deleted profile's history is in its `deletions` record."""
+        with self._lock:
+            found = self._store.by_external_id(external_id)
+            return copy.deepcopy(found.history) if found else []
+
+    def alias_history(self, alias_name: str, alias_label: str) -> list[dict[str, Any]]:
+        with self._lock:
+            found = self._store.by_alias(alias_name, alias_label)
+            return copy.deepcopy(found.history) if found else []
+
+    @property
+    def deletions(self) -> list[dict[str, Any]]:
+        """/users/delete, one record per identifier, in order: {"seq", "at", "identifier_type",
+        "identifier", "found" (profiles matched; 1 = deleted), and for a deleted profile "braze_id",
+        "external_id", "user_aliases", "history"}."""
+        with self._lock:
+            return copy.deepcopy(self._store.deletions)
+
+    @property
+    def merges(self) -> list[dict[str, Any]]:
+        """/users/merge, one record per merge update, in order: {"seq", "at", "identifier_to_merge",
+        "identifier_to_keep", "outcome" (merged, not_found, ambiguous, same_profile, control_group),
+        and when merged "merged_braze_id", "kept_braze_id", "merged_external_id", "kept_external_id",
+        "copied" (attribute names), "merged_history"}."""
+        with self._lock:
+            return copy.deepcopy(self._store.merges)
+
+    def since_deletion(self, external_id: str) -> list[dict[str, Any]] | None:
+        """What reached the current profile of this external_id after its last deletion: None if it
+        was never deleted, [] if nothing arrived since (or nobody has it now)."""
+        with self._lock:
+            deleted = [d["seq"] for d in self._store.deletions if d.get("external_id") == external_id]
+            if not deleted:
+                return None
+            return [entry for entry in self.history(external_id) if entry["seq"] > deleted[-1]]
 
     def profiles(self) -> dict[str, dict[str, Any]]:
         """All profiles: identified ones by external_id, others by "alias:<name>:<label>",
@@ -73,6 +122,7 @@ class _Inspection:
             self._export_files.clear()
             self._stats = _Stats()
             self._limiter.reset()
+            self._user_data_limiter.reset()
             self._seed_random()
             self._store.clear(self._data_rng)
 
@@ -88,6 +138,12 @@ class _Inspection:
         if incoming.method == "GET" and len(parts) == 2 and parts[0] == "users":
             found = self.profile(unquote(parts[1]))
             return _Answer(200, found) if found else _Answer(404, {"message": "no such profile"})
+        if incoming.method == "GET" and len(parts) == 3 and parts[0] == "users" and parts[2] == "history":
+            return _Answer(200, self.history(unquote(parts[1])))
+        if incoming.method == "GET" and parts == ["deletions"]:
+            return _Answer(200, self.deletions)
+        if incoming.method == "GET" and parts == ["merges"]:
+            return _Answer(200, self.merges)
         if incoming.method == "GET" and parts == ["stats"]:
             return _Answer(200, self.stats())
         if incoming.method == "POST" and parts == ["reset"]:
@@ -102,10 +158,19 @@ class _Inspection:
         return _Answer(404, {"message": "Not Found"})
 
 
+_COUNTED_ARRAYS = {
+    TRACK_PATH: TRACK_ARRAYS,
+    IDENTIFY_PATH: IDENTIFY_ARRAYS,
+    DELETE_PATH: DELETE_ARRAYS,
+    ALIAS_NEW_PATH: ("user_aliases",),
+    MERGE_PATH: ("merge_updates",),
+}
+
+
 def _object_count(path: str, body: Any) -> int | None:
     if not isinstance(body, dict):
         return None
-    arrays = TRACK_ARRAYS if path == TRACK_PATH else IDENTIFY_ARRAYS if path == IDENTIFY_PATH else ()
+    arrays = _COUNTED_ARRAYS.get(path, ())
     if not arrays:
         return None
     return sum(len(body[a]) for a in arrays if isinstance(body.get(a), list))

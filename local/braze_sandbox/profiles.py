@@ -58,6 +58,9 @@ class _Profile:
     purchases: dict[str, _Tally] = field(default_factory=dict)
     total_revenue: float = 0.0
     data_points: int = 0
+    # What reached this profile, in order: {"seq", "at", "op", ...}; seq is the store's, shared with
+    # the deletion and merge records, so a test can ask what arrived after a delete.
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def key(self) -> str:
         if self.external_id is not None:
@@ -132,6 +135,17 @@ class _ProfileStore:
         self._by_external_id: dict[str, _Profile] = {}
         self._by_alias: dict[tuple[str, str], _Profile] = {}  # (alias_name, alias_label)
         self.data_points = 0
+        self._seq = 0
+        self.deletions: list[dict[str, Any]] = []  # /users/delete, one record per identifier
+        self.merges: list[dict[str, Any]] = []  # /users/merge, one record per merge update
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def note(self, profile: _Profile, op: str, **detail: Any) -> None:
+        """Append to the profile's history (see `_Profile.history`)."""
+        profile.history.append({"seq": self.next_seq(), "at": _iso(_now()), "op": op, **detail})
 
     def __len__(self) -> int:
         return len(self._profiles)
@@ -189,11 +203,97 @@ class _ProfileStore:
         self._profiles[braze_id] = profile
         if external_id is not None:
             self._by_external_id[external_id] = profile
+        self.note(profile, "created", external_id=external_id)
         return profile
 
     def add_alias(self, profile: _Profile, name: str, label: str) -> None:
         profile.aliases[label] = name
         self._by_alias[(name, label)] = profile
+        self.note(profile, "alias", alias_name=name, alias_label=label)
+
+    # -- /users/alias/new (§6) --------------------------------------------------------------------
+
+    def alias_new(self, entry: dict[str, Any]) -> str:
+        """Add one new user alias; the outcome names what happened (all are "processed" to Braze)."""
+        name, label = entry["alias_name"], entry["alias_label"]
+        if self.by_alias(name, label) is not None:
+            return "exists"  # the pair is unique across users: success, nothing changes
+        if entry.get("external_id") is None:
+            self.add_alias(self._create(), name, label)  # a new alias-only profile
+            return "created"
+        profile = self.by_external_id(entry["external_id"])
+        if profile is None:
+            return "no_such_user"  # "the alias will not be added to any users"
+        if label in profile.aliases:
+            return "label_taken"  # [inf] one alias_name per alias_label: /users/alias/update renames
+        self.add_alias(profile, name, label)
+        return "added"
+
+    # -- identifiers as /users/delete and /users/merge name a user (§6) ---------------------------
+
+    def find(self, kind: str, value: Any) -> list[_Profile]:
+        """The profiles an identifier names: kind is external_id, user_alias, braze_id, email or phone
+        (value then an {email|phone, prioritization} object). Several found → the caller does nothing."""
+        if kind == "external_id":
+            found = self.by_external_id(value)
+        elif kind == "user_alias":
+            found = self.by_alias(value["alias_name"], value["alias_label"])
+        elif kind == "braze_id":
+            found = self._profiles.get(value)
+        else:
+            return _prioritized(self.by_contact(kind, value[kind]), value["prioritization"])
+        return [found] if found is not None else []
+
+    # -- /users/delete (§6) -----------------------------------------------------------------------
+
+    def delete(self, kind: str, value: Any) -> dict[str, Any]:
+        """Delete the profile an identifier names (none, or several by email/phone: nothing happens)."""
+        found = self.find(kind, value)
+        record: dict[str, Any] = {"seq": self.next_seq(), "at": _iso(_now()), "identifier_type": kind,
+                                  "identifier": copy.deepcopy(value), "found": len(found)}  # fmt: skip
+        if len(found) == 1:
+            profile = found[0]
+            record.update(braze_id=profile.braze_id, external_id=profile.external_id,
+                          user_aliases=_alias_list(profile.aliases),
+                          history=copy.deepcopy(profile.history))  # fmt: skip
+            self._forget(profile)
+        self.deletions.append(record)
+        return record
+
+    def _forget(self, profile: _Profile) -> None:
+        """The profile is gone: a later /users/track for any of its identifiers starts a new one."""
+        del self._profiles[profile.braze_id]
+        if profile.external_id is not None and self._by_external_id.get(profile.external_id) is profile:
+            del self._by_external_id[profile.external_id]
+        for label, name in profile.aliases.items():
+            if self._by_alias.get((name, label)) is profile:
+                del self._by_alias[(name, label)]
+
+    # -- /users/merge (§6) ------------------------------------------------------------------------
+
+    def merge_users(self, to_merge: tuple[str, Any], to_keep: tuple[str, Any]) -> dict[str, Any]:
+        """Merge one profile into another: only fields missing on the kept profile are copied."""
+        record: dict[str, Any] = {"seq": self.next_seq(), "at": _iso(_now()),
+                                  "identifier_to_merge": _identifier_json(*to_merge),
+                                  "identifier_to_keep": _identifier_json(*to_keep)}  # fmt: skip
+        merged, kept = self.find(*to_merge), self.find(*to_keep)
+        if len(merged) != 1 or len(kept) != 1:
+            # "if more than one user matches from a prioritization, then merging will not occur"
+            record["outcome"] = "not_found" if not merged or not kept else "ambiguous"
+        elif merged[0] is kept[0]:
+            record["outcome"] = "same_profile"
+        elif merged[0].in_control_group() or kept[0].in_control_group():
+            record["outcome"] = "control_group"  # merge behaviour page: GCG users are not merged
+        else:
+            orphan, target = merged[0], kept[0]
+            record.update(outcome="merged", merged_braze_id=orphan.braze_id, kept_braze_id=target.braze_id,
+                          merged_external_id=orphan.external_id, kept_external_id=target.external_id,
+                          copied=_copy_missing(orphan, target))  # fmt: skip
+            self.note(target, "merged_in", braze_id=orphan.braze_id, external_id=orphan.external_id)
+            record["merged_history"] = copy.deepcopy(orphan.history)
+            self._forget(orphan)
+        self.merges.append(record)
+        return record
 
     # -- /users/identify (§5) ---------------------------------------------------------------------
 
@@ -218,6 +318,7 @@ class _ProfileStore:
             orphan.external_id = external_id
             orphan.updated_at = _now()
             self._by_external_id[external_id] = orphan
+            self.note(orphan, "identified", external_id=external_id)
             return
         if set(orphan.aliases) & set(target.aliases):
             return  # §5: the target already holds an alias with the same label: not combined
@@ -237,9 +338,32 @@ class _ProfileStore:
         target.total_revenue = round(target.total_revenue + orphan.total_revenue, 6)
         target.data_points += orphan.data_points
         target.updated_at = _now()
+        self.note(target, "identified_from", braze_id=orphan.braze_id)
         for label, name in orphan.aliases.items():
             self.add_alias(target, name, label)
         del self._profiles[orphan.braze_id]
+
+
+def _identifier_json(kind: str, value: Any) -> dict[str, Any]:
+    """The identifier as the request gave it (email and phone values are already that object)."""
+    return copy.deepcopy(value if kind in SECONDARY_IDENTIFIERS else {kind: value})
+
+
+def _copy_missing(orphan: _Profile, target: _Profile) -> list[str]:
+    """/users/merge: attributes (standard and custom) and devices only where the target has none;
+    event and purchase summaries combined. Aliases, external_id and subscription groups are not in
+    Braze's list of merged fields: they go with the merged profile. Returns the attributes copied."""
+    copied = [name for name in orphan.attributes if target.attributes.get(name) is None]
+    for name in copied:
+        target.attributes[name] = copy.deepcopy(orphan.attributes[name])
+    known_tokens = {token.get("token") for token in target.push_tokens}
+    target.push_tokens.extend(copy.deepcopy(t) for t in orphan.push_tokens if t.get("token") not in known_tokens)
+    for mine, theirs in ((target.events, orphan.events), (target.purchases, orphan.purchases)):
+        for name, tally in theirs.items():
+            mine.setdefault(name, _Tally()).absorb(tally)
+    target.total_revenue = round(target.total_revenue + orphan.total_revenue, 6)
+    target.updated_at = _now()
+    return copied
 
 
 def _preferred_contact_profile(candidates: list[_Profile]) -> _Profile | None:

@@ -1,4 +1,8 @@
-"""Braze's rate limit (§2.9) and its headers (§4): one fixed window shared by all endpoints."""
+"""Braze's rate limits (§2.9) and their headers (§4): a fixed window per family of endpoints.
+
+Two families: /users/identify, /users/alias/new, /users/merge and /users/delete share one budget
+(20,000 a minute, USER_DATA_FAMILY_PATHS); /users/track and every other route share the other.
+"""
 
 import math
 import threading
@@ -17,16 +21,29 @@ class _Window:
     reset_at: float  # epoch seconds
 
 
+def _default_limits(config: SandboxConfig) -> tuple[int, float]:
+    return config.rate_limit_requests, config.rate_limit_window_seconds
+
+
+def _user_data_limits(config: SandboxConfig) -> tuple[int, float]:
+    return config.user_data_rate_limit_requests, config.user_data_rate_limit_window_seconds
+
+
 class _FixedWindowLimiter:
-    """A fixed window shared by all endpoints (§2.9: limits reset per window, not rolling).
+    """A fixed window shared by a family of endpoints (§2.9: limits reset per window, not rolling).
 
     The window starts at the first request after the previous one ran out. Braze aligns its hourly
     windows to the clock; for a 3-second burst window the anchor is invisible to clients, and
     anchoring on the first request keeps tests free of boundary races.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        limits: Callable[[SandboxConfig], tuple[int, float]] = _default_limits,
+    ):
         self._clock = clock
+        self._limits = limits  # (requests, window seconds), read from the config at each call
         self._lock = threading.Lock()
         self.reset()
 
@@ -35,27 +52,29 @@ class _FixedWindowLimiter:
         self._count = 0
 
     def acquire(self, config: SandboxConfig, force: bool = False) -> _Window:
+        requests, window_seconds = self._limits(config)
         with self._lock:
-            self._roll(config.rate_limit_window_seconds)
-            admitted = force or self._count < config.rate_limit_requests
+            self._roll(window_seconds)
+            admitted = force or self._count < requests
             if admitted:
                 self._count += 1
-            return self._state(config, admitted)
+            return self._state(requests, window_seconds, admitted)
 
     def peek(self, config: SandboxConfig) -> _Window:
+        requests, window_seconds = self._limits(config)
         with self._lock:
-            self._roll(config.rate_limit_window_seconds)
-            return self._state(config, True)
+            self._roll(window_seconds)
+            return self._state(requests, window_seconds, True)
 
     def _roll(self, window_seconds: float) -> None:
         now = self._clock()
         if self._start is None or now >= self._start + window_seconds:
             self._start, self._count = now, 0
 
-    def _state(self, config: SandboxConfig, admitted: bool) -> _Window:
+    def _state(self, requests: int, window_seconds: float, admitted: bool) -> _Window:
         start = self._start if self._start is not None else self._clock()
-        remaining = max(0, config.rate_limit_requests - self._count)
-        return _Window(admitted, config.rate_limit_requests, remaining, start + config.rate_limit_window_seconds)
+        remaining = max(0, requests - self._count)
+        return _Window(admitted, requests, remaining, start + window_seconds)
 
 
 def _rate_headers(config: SandboxConfig, window: _Window) -> dict[str, str]:

@@ -5,6 +5,12 @@ import re
 TRACK_PATH = "/users/track"
 IDENTIFY_PATH = "/users/identify"
 GCG_EXPORT_PATH = "/users/export/global_control_group"
+DELETE_PATH = "/users/delete"
+ALIAS_NEW_PATH = "/users/alias/new"
+MERGE_PATH = "/users/merge"
+# §2.9: these share one 20,000 requests/minute budget ("the user-data family"); /users/track has its
+# own 3,000 per 3 s window, and every other route shares the default one with it.
+USER_DATA_FAMILY_PATHS = frozenset({IDENTIFY_PATH, DELETE_PATH, ALIAS_NEW_PATH, MERGE_PATH})
 
 # §2.1: attributes are processed first, then events, then purchases.
 TRACK_ARRAYS = ("attributes", "events", "purchases")
@@ -26,6 +32,12 @@ SUBSCRIPTION_GROUP_STATES = frozenset({"subscribed", "unsubscribed"})  # §2.10
 PRIORITIZATION_VALUES = frozenset(
     {"identified", "unidentified", "most_recently_updated", "least_recently_updated"}  # §5
 )
+# /users/delete documents only these three (no least_recently_updated) for email and phone deletes.
+DELETE_PRIORITIZATION_VALUES = frozenset({"identified", "unidentified", "most_recently_updated"})
+# §6 /users/delete: exactly one of these arrays per request; the last two take {email|phone, prioritization}.
+DELETE_ARRAYS = ("external_ids", "user_aliases", "braze_ids", "email_addresses", "phone_numbers")
+# §6 /users/merge: what identifier_to_merge / identifier_to_keep may name a user by.
+MERGE_IDENTIFIERS = ("external_id", "user_alias", "email", "phone")
 
 # Keys of an attributes object that steer processing instead of being written to the profile.
 CONTROL_KEYS = frozenset(

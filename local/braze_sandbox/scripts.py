@@ -41,7 +41,7 @@ class _Scripts:
     config: SandboxConfig
     _lock: threading.RLock
     _stats: _Stats
-    _limiter: _FixedWindowLimiter
+    _limiter_for: Callable[[str], _FixedWindowLimiter]
     _scripts: list[ScriptedResponse]
 
     def script(self, *responses: ScriptedResponse) -> None:
@@ -66,7 +66,7 @@ class _Scripts:
         if not self._pause(script.delay_seconds):
             return None
         # A scripted call still uses up the window (Remaining keeps falling) but is never refused.
-        window = self._limiter.acquire(self.config, force=True)
+        window = self._limiter_for(incoming.path).acquire(self.config, force=True)
         with self._lock:
             self._stats.scripted += 1
         extra_errors = _call_errors_for(script, incoming.json)

@@ -23,6 +23,7 @@ from local.braze_sandbox.rules import (
     _CURRENCY_RE,
     _EMAIL_RE,
     _UUID_RE,
+    CONTROL_KEYS,
     EVENT_PROPERTIES_MAX_BYTES,
     MAX_NAME_CHARS,
     MAX_PURCHASE_QUANTITY,
@@ -81,10 +82,13 @@ class _TrackRoute:
             return  # update-only object for an unknown user: accepted, nothing written (§2.3)
         if array == "attributes":
             points = _apply_attributes(profile, obj)
+            self._store.note(profile, "attributes", keys=sorted(set(obj) - CONTROL_KEYS))
         elif array == "events":
             points = _apply_event(profile, obj)
+            self._store.note(profile, "event", name=obj.get("name"), time=obj.get("time"))
         else:
             points = _apply_purchase(profile, obj)
+            self._store.note(profile, "purchase", product_id=obj.get("product_id"), time=obj.get("time"))
         self._store.charge(profile, points)
 
 
