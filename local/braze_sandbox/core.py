@@ -233,7 +233,7 @@ class BrazeSandbox(
             answer = _Answer(500, {"message": "Internal Server Error"})
             return self._fault(record, "error", self._with_rate_headers(answer, window))
         if draw.rate_limited < config.rate_limited_rate:
-            return self._fault(record, "rate_limited", self._injected_rate_limited())
+            return self._fault(record, "rate_limited", self._injected_rate_limited(window.limit))
 
         answer = self._process(route, incoming)
         self._note_processed(record, answer)

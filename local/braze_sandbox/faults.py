@@ -49,8 +49,10 @@ class _Faults:
             return not self._stopping.is_set()
         return not self._stopping.wait(seconds)
 
-    def _injected_rate_limited(self) -> "_Answer":
-        return self._too_many_requests(self.config.rate_limit_requests, float(self.config.injected_retry_after_seconds))
+    def _injected_rate_limited(self, limit: int | None = None) -> "_Answer":
+        """An injected 429 announcing `limit` (the route family's window; default /users/track's)."""
+        limit = self.config.rate_limit_requests if limit is None else limit
+        return self._too_many_requests(limit, float(self.config.injected_retry_after_seconds))
 
     def _seed_random(self) -> None:
         seed = self.config.seed

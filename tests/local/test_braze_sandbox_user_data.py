@@ -451,6 +451,16 @@ def test_identify_alias_merge_and_delete_share_one_window_apart_from_track(braze
     assert braze.sandbox.stats()["rate_limited"] == 2
 
 
+def test_an_injected_429_on_the_family_announces_the_familys_limit(braze: Braze) -> None:
+    config = braze.sandbox.config
+    config.rate_limited_rate, config.rate_limit_header_style = 1.0, "reset_epoch"
+
+    limited = braze.delete(external_ids=["u1"])
+
+    assert limited.status_code == 429 and limited.headers["X-RateLimit-Limit"] == "20000"
+    assert braze.track(events=[event("u1")]).headers["X-RateLimit-Limit"] == "3000"
+
+
 @pytest.mark.parametrize("fault", ["error_rate", "rate_limited_rate", "drop_rate"])
 def test_injected_faults_apply_nothing(braze: Braze, fault: str) -> None:
     braze.track(attributes=[attrs("u1")])
