@@ -61,15 +61,16 @@ class _Inspection:
 
     def history(self, external_id: str) -> list[dict[str, Any]]:
         """What reached the profile that has this external_id now, in order ({"seq", "at", "op", ...});
-        [] if nobody has it. A deleted profile's history is in its `deletions` record."""
+        [] if nobody has it. A deleted profile's history is in its `deletions` record; a profile keeps
+        its newest HISTORY_LIMIT entries."""
         with self._lock:
             found = self._store.by_external_id(external_id)
-            return copy.deepcopy(found.history) if found else []
+            return copy.deepcopy(list(found.history)) if found else []
 
     def alias_history(self, alias_name: str, alias_label: str) -> list[dict[str, Any]]:
         with self._lock:
             found = self._store.by_alias(alias_name, alias_label)
-            return copy.deepcopy(found.history) if found else []
+            return copy.deepcopy(list(found.history)) if found else []
 
     @property
     def deletions(self) -> list[dict[str, Any]]:

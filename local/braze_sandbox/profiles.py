@@ -2,6 +2,7 @@
 
 import copy
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from local.braze_sandbox.rules import (
     CONTROL_GROUP_ATTRIBUTE,
     EXPORTED_PROFILE_FIELDS,
+    HISTORY_LIMIT,
     RESERVED_ATTRIBUTES,
     SECONDARY_IDENTIFIERS,
 )
@@ -59,8 +61,9 @@ class _Profile:
     total_revenue: float = 0.0
     data_points: int = 0
     # What reached this profile, in order: {"seq", "at", "op", ...}; seq is the store's, shared with
-    # the deletion and merge records, so a test can ask what arrived after a delete.
-    history: list[dict[str, Any]] = field(default_factory=list)
+    # the deletion and merge records, so a test can ask what arrived after a delete. The newest
+    # HISTORY_LIMIT entries: a long `make run` keeps its memory bounded.
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
 
     def key(self) -> str:
         if self.external_id is not None:
@@ -255,7 +258,7 @@ class _ProfileStore:
             profile = found[0]
             record.update(braze_id=profile.braze_id, external_id=profile.external_id,
                           user_aliases=_alias_list(profile.aliases),
-                          history=copy.deepcopy(profile.history))  # fmt: skip
+                          history=copy.deepcopy(list(profile.history)))  # fmt: skip
             self._forget(profile)
         self.deletions.append(record)
         return record
@@ -290,7 +293,7 @@ class _ProfileStore:
                           merged_external_id=orphan.external_id, kept_external_id=target.external_id,
                           copied=_copy_missing(orphan, target))  # fmt: skip
             self.note(target, "merged_in", braze_id=orphan.braze_id, external_id=orphan.external_id)
-            record["merged_history"] = copy.deepcopy(orphan.history)
+            record["merged_history"] = copy.deepcopy(list(orphan.history))
             self._forget(orphan)
         self.merges.append(record)
         return record

@@ -19,6 +19,7 @@ IDENTIFY_ARRAYS = ("aliases_to_identify", "emails_to_identify", "phone_numbers_t
 PRIMARY_IDENTIFIERS = ("external_id", "user_alias", "braze_id")  # §2.2: at most one per object
 SECONDARY_IDENTIFIERS = ("email", "phone")  # §2.2: lookup only without a primary; email wins
 
+HISTORY_LIMIT = 10_000  # history entries a profile keeps (the newest)
 MAX_EXTERNAL_ID_BYTES = 987  # §2.10 EXTERNAL_USER_ID_TOO_LARGE, §11.10 (UTF-8 bytes)
 MAX_NAME_CHARS = 255  # §2.6 event names and property keys, §2.7 product_id
 MAX_PURCHASE_QUANTITY = 100  # §2.7
