@@ -13,7 +13,7 @@ from local.braze_sandbox.answers import _Answer, _unauthorized
 from local.braze_sandbox.config import RecordedRequest, SandboxConfig
 from local.braze_sandbox.exports import CallbackRecord, ExportRecord, _ExportRoute
 from local.braze_sandbox.faults import _Faults
-from local.braze_sandbox.inspection import _Inspection, _object_count, _Stats
+from local.braze_sandbox.inspection import _Inspection, _object_count
 from local.braze_sandbox.profiles import _ProfileStore
 from local.braze_sandbox.rate_limit import (
     _FixedWindowLimiter,
@@ -46,6 +46,7 @@ from local.braze_sandbox.server import (
     _Server,
     _write_answer,
 )
+from local.braze_sandbox.stats import _Stats
 from local.braze_sandbox.users_alias import _AliasNewRoute
 from local.braze_sandbox.users_delete import _DeleteRoute
 from local.braze_sandbox.users_identify import _IdentifyRoute

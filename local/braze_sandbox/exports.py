@@ -23,9 +23,9 @@ import requests
 from local.braze_sandbox.answers import _Answer
 from local.braze_sandbox.checks import _one_of
 from local.braze_sandbox.config import SandboxConfig
-from local.braze_sandbox.inspection import _Stats
 from local.braze_sandbox.profiles import _ProfileStore
 from local.braze_sandbox.rules import EXPORT_OUTPUT_FORMATS, GCG_EXPORT_FIELDS
+from local.braze_sandbox.stats import _Stats
 
 logger = logging.getLogger("braze_sandbox")
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from local.braze_sandbox.answers import _Answer
 from local.braze_sandbox.config import RecordedRequest, SandboxConfig
-from local.braze_sandbox.inspection import _Stats
+from local.braze_sandbox.stats import _Stats
 
 
 class _FaultDraw(NamedTuple):

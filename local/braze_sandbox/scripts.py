@@ -8,9 +8,9 @@ from typing import Any
 from local.braze_sandbox.answers import _Answer, _default_body
 from local.braze_sandbox.checks import _is_integer
 from local.braze_sandbox.config import RecordedRequest, SandboxConfig
-from local.braze_sandbox.inspection import _Stats
 from local.braze_sandbox.rate_limit import _FixedWindowLimiter, _merge_headers, _rate_headers
 from local.braze_sandbox.server import _Incoming, _normalize_path
+from local.braze_sandbox.stats import _Stats
 
 
 @dataclass

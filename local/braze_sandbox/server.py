@@ -8,13 +8,19 @@ import socket
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from local.braze_sandbox.answers import _Answer, _default_body
 
-if TYPE_CHECKING:
-    from local.braze_sandbox.core import BrazeSandbox
+
+class _Served(Protocol):
+    """What the server needs of the sandbox it serves (BrazeSandbox), so the arrow points one way."""
+
+    def _register_connection(self, connection: socket.socket, is_open: bool) -> None: ...
+
+    def _serve(self, handler: "_Handler") -> None: ...
+
 
 logger = logging.getLogger("braze_sandbox")
 
@@ -38,7 +44,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128  # the soak test opens many connections at once
 
-    def __init__(self, address: tuple[str, int], sandbox: "BrazeSandbox"):
+    def __init__(self, address: tuple[str, int], sandbox: _Served):
         self.sandbox = sandbox
         super().__init__(address, _Handler)
 
