@@ -48,7 +48,13 @@ def setting(
     return dataclasses.field(default=default, metadata={k: v for k, v in limits.items() if v is not None})
 
 
-settings_class = dataclasses.dataclass(frozen=True, kw_only=True)
+T = TypeVar("T")
+
+
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(dataclasses.field, setting))
+def settings_class(cls: type[T]) -> type[T]:
+    """A settings class: a frozen, keyword-only dataclass (a function, so type checkers see one)."""
+    return dataclasses.dataclass(frozen=True, kw_only=True)(cls)
 
 
 @settings_class
@@ -56,7 +62,8 @@ class Settings:
     """Base of every function's settings: fields are converted and checked when the object is made."""
 
     def __post_init__(self) -> None:
-        hints = _type_hints(type(self))
+        cls: type = type(self)  # annotated: mypy takes type[Settings] for unhashable (the class object is hashable)
+        hints = _type_hints(cls)
         problems = []
         for spec in dataclasses.fields(self):
             try:
@@ -339,4 +346,4 @@ class ExportCopierSettings(ExportUrlSettings):
 @functools.cache
 def settings(kind: type[S]) -> S:
     """The validated settings of one kind, read once per execution environment."""
-    return kind.from_environ()  # type: ignore[return-value]
+    return kind.from_environ()

@@ -24,7 +24,7 @@ class _NonFiniteNumber(ValueError):
     pass
 
 
-def read_body(raw: str | None, is_base64_encoded: bool, max_bytes: int) -> bytes:
+def read_body(raw: str | None, is_base64_encoded: bool | None, max_bytes: int) -> bytes:
     """The request body as bytes, base64-decoded when API Gateway encoded it, at most max_bytes."""
     if not raw:
         raise RequestRejected(400, "empty_body", "the request has no body; send a JSON object")

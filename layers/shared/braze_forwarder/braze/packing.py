@@ -87,7 +87,8 @@ def pack(parcels: Iterable[P], limits: Limits) -> list[Call[P]]:
     calls: list[Call[P]] = []
     open_calls: list[Call[P]] = []
     for group in _groups_by_user(parcels):
-        if Call().fits(group, limits):
+        empty: Call[P] = Call()
+        if empty.fits(group, limits):
             target = next((call for call in open_calls if call.fits(group, limits)), None)
             if target is None:
                 target = Call()

@@ -88,7 +88,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import isfinite
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard
 
 from braze_forwarder.braze.reference.countries import COUNTRY_CODES
 from braze_forwarder.braze.reference.currencies import CURRENCY_CODES
@@ -185,7 +185,7 @@ def _is_short_string(value: object) -> bool:
     return type(value) is str and 0 < len(value) <= _MAX_STRING
 
 
-def _is_finite_number(value: object) -> bool:
+def _is_finite_number(value: object) -> TypeGuard[int | float]:
     # bool is a subclass of int but never a number to Braze; `type(...) is` keeps it out.
     return type(value) is int or (type(value) is float and isfinite(value))
 
@@ -562,8 +562,8 @@ def _check_current_location(value: object) -> Problem | None:
     if (
         _is_finite_number(longitude)
         and _is_finite_number(latitude)
-        and -180 <= longitude <= 180  # type: ignore[operator]
-        and -90 <= latitude <= 90  # type: ignore[operator]
+        and -180 <= longitude <= 180
+        and -90 <= latitude <= 90
     ):
         return None
     return _BAD_LOCATION
@@ -805,13 +805,14 @@ def _check_scalar_items(items: list, limits: Limits) -> Problem | None:
 
 
 def _nested_scalar_problem(value: object) -> Problem | None:
+    # One type() call on a hot path; mypy does not narrow `value` through `kind`, hence the ignores.
     kind = type(value)
     if kind is str:
-        return _NESTED_STRING_TOO_LONG if len(value) > _MAX_STRING else None  # type: ignore[arg-type]
+        return _NESTED_STRING_TOO_LONG if len(value) > _MAX_STRING else None  # type: ignore[arg-type]  # a str
     if kind is int or kind is bool:
         return None
     if kind is float:
-        return None if isfinite(value) else _BAD_NESTED_VALUE  # type: ignore[arg-type]
+        return None if isfinite(value) else _BAD_NESTED_VALUE  # type: ignore[arg-type]  # a float
     return _NESTED_NULL if value is None else _BAD_NESTED_VALUE
 
 
@@ -832,11 +833,12 @@ def _check_nested(root: dict | list, level: int, max_depth: int) -> Problem | No
                 elif (problem := _nested_scalar_problem(child)) is not None:
                     return problem
             continue
+        # A dict (only exact dicts and lists are stacked): mypy does not narrow the else of `type(node) is list`.
         if "$time" in node:
-            if len(node) != 1 or not _is_attribute_date(node["$time"]):
+            if len(node) != 1 or not _is_attribute_date(node["$time"]):  # type: ignore[call-overload]  # a dict
                 return _BAD_NESTED_DATE
             continue
-        for key, child in node.items():
+        for key, child in node.items():  # type: ignore[union-attr]  # a dict
             if type(key) is not str or _NESTED_KEY.fullmatch(key) is None:
                 return _BAD_NESTED_KEY
             if type(child) is dict or type(child) is list:
@@ -855,7 +857,7 @@ def _is_identifier_key(value: object) -> bool:
 def _is_identifier_value(value: object) -> bool:
     kind = type(value)
     if kind is str:
-        return len(value) <= _MAX_STRING  # type: ignore[arg-type]
+        return len(value) <= _MAX_STRING  # type: ignore[arg-type]  # a str: mypy does not narrow through `kind`
     return kind is bool or _is_finite_number(value)
 
 
@@ -1078,7 +1080,7 @@ def _check_app_id_and_properties(obj: dict, encoded_size: int, limits: Limits) -
             if not isfinite(value):
                 return _BAD_PROPERTY_VALUE
         elif kind is dict or kind is list:
-            _raise_if_too_deep(value, 2, limits.max_object_depth)  # type: ignore[arg-type]
+            _raise_if_too_deep(value, 2, limits.max_object_depth)
         else:
             return _BAD_PROPERTY_VALUE
     # _too_large in line, as properties are checked for every event: still only measured over the cap.

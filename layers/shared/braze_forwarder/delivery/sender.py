@@ -156,6 +156,7 @@ class Sender:
                 logger.error("queue message is not a valid envelope", extra={"sqs_message_id": message.sqs_message_id})
                 self._keep(_envelope_record(message, str(exc)))
         opened = [m for m in messages if m.envelope is not None]
+        # Each opened message has an envelope; mypy does not narrow through the filter above.
         done = self.ledger.done_positions([m.envelope.id for m in opened])  # type: ignore[union-attr]
         for message in opened:
             envelope = message.envelope

@@ -130,7 +130,7 @@ def _zip_lines(source: IO[bytes], max_line_bytes: int) -> Iterator[bytes]:
                 yield from _lines(stream, max_line_bytes, f"zip member {member.filename!r}")
 
 
-def _lines(stream: IO[bytes], max_line_bytes: int, where: str) -> Iterator[bytes]:
+def _lines(stream: IO[bytes] | io.BufferedIOBase, max_line_bytes: int, where: str) -> Iterator[bytes]:
     number = 0
     while True:
         line = stream.readline(max_line_bytes + 1)

@@ -35,7 +35,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import IO
 
 import requests
 
@@ -78,7 +78,7 @@ class DownloadFailed(Exception):
 
 def download(
     url: str,
-    destination: BinaryIO,
+    destination: IO[bytes],
     *,
     allowed_hosts: Iterable[str],
     allow_loopback: bool,

@@ -12,10 +12,11 @@ from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.ingest import auth, idempotency
 from braze_forwarder.ingest.service import ROUTES, Answer, accept
 from braze_forwarder.observability import MetricUnit, logger, metrics
+from braze_forwarder.queue import Kind
 from braze_forwarder.request_body import parse_json_deferring_keys, read_body
 
 
-def receive(event: APIGatewayProxyEventV2, kind: str, lambda_context: LambdaContext | None) -> tuple[Answer, bool]:
+def receive(event: APIGatewayProxyEventV2, kind: Kind, lambda_context: LambdaContext | None) -> tuple[Answer, bool]:
     """Answer one /users/track or /users/identify request; return the answer and whether it is a replay."""
     config = settings(IngestSettings)
     headers = event.headers  # Powertools matches names whatever their case; built on each access, so once

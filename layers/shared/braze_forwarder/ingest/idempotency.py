@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -57,7 +57,8 @@ def once(
 ) -> tuple[Answer, bool]:
     """Run compute once per (client, route, key); return its answer and whether this was a replay."""
     run = _idempotent_runner(table, ttl_seconds)
-    run.config.register_lambda_context(lambda_context)  # type: ignore[attr-defined]
+    # None on purpose (the config is shared): it clears the last request's context, Powertools' own default.
+    run.config.register_lambda_context(lambda_context)  # type: ignore[arg-type]  # its hint omits None
     computed: list[Answer] = []
 
     def compute_and_keep() -> dict[str, Any]:
@@ -96,8 +97,18 @@ def once(
     return Answer(stored["status"], stored["body"]), stored.get("replayed", False)
 
 
+if TYPE_CHECKING:  # only for the type checker: no class to build at cold start
+
+    class _Runner(Protocol):
+        """The idempotent function, with its config kept on it (each call registers the Lambda context)."""
+
+        config: IdempotencyConfig
+
+        def __call__(self, *, request: dict[str, str], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]: ...
+
+
 @functools.cache
-def _idempotent_runner(table: str, ttl_seconds: int) -> Callable[..., dict[str, Any]]:
+def _idempotent_runner(table: str, ttl_seconds: int) -> _Runner:
     config = IdempotencyConfig(
         event_key_jmespath="[client, route, key]",
         payload_validation_jmespath="body_sha256",
@@ -111,7 +122,7 @@ def _idempotent_runner(table: str, ttl_seconds: int) -> Callable[..., dict[str, 
     def run(*, request: dict[str, str], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return compute()
 
-    run.config = config  # type: ignore[attr-defined]
+    run.config = config
     return run
 
 

@@ -99,8 +99,10 @@ class MappingError(Exception):
 
 
 class SignatureScheme(Protocol):
-    header: str
-    """The request header that carries the signature (named in answers and in the API document)."""
+    @property
+    def header(self) -> str:  # read-only, so a frozen dataclass's field satisfies it
+        """The request header that carries the signature (named in answers and in the API document)."""
+        ...
 
     def verified(
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, settings: WebhookSettings
@@ -111,7 +113,9 @@ class SignatureScheme(Protocol):
 
 class Provider(Protocol):
     name: str
-    signature: SignatureScheme
+
+    @property
+    def signature(self) -> SignatureScheme: ...  # read-only, so a provider may hold a specific scheme
 
     def verify(
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, settings: WebhookSettings

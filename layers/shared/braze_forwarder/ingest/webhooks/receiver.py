@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from braze_forwarder import queue, rejects
-from braze_forwarder.braze.validation import Limits, NestingTooDeep, check_track_object
+from braze_forwarder.braze.validation import Limits, NestingTooDeep, Problem, check_track_object
 from braze_forwarder.config import WebhookSettings, settings
 from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.ingest.service import Answer
@@ -166,9 +166,9 @@ def _queue(
         try:
             problem = check_track_object(braze_object.array, braze_object.object, len(encoded), limits)
         except NestingTooDeep:
-            problem = "NESTING_TOO_DEEP", "the object nests deeper than the configured limit"
+            problem = Problem("NESTING_TOO_DEEP", "the object nests deeper than the configured limit")
         if problem is None and len(encoded) > max_object_bytes:
-            problem = "OBJECT_TOO_LARGE", f"the object is {len(encoded)} bytes; at most {max_object_bytes} fit"
+            problem = Problem("OBJECT_TOO_LARGE", f"the object is {len(encoded)} bytes; at most {max_object_bytes} fit")
         if problem is not None:
             # A mapping that builds an object Braze would refuse is a bug; the object is kept with
             # the reason, never dropped and never sent.

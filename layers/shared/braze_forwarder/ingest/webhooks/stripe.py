@@ -293,7 +293,7 @@ def _invoice_line(
         or "stripe_invoice_item"
     )
     quantity = line.get("quantity")
-    period = line.get("period") if isinstance(line.get("period"), dict) else {}
+    period = found if isinstance(found := line.get("period"), dict) else {}
     return purchase_object(
         product,
         currency,
@@ -373,7 +373,7 @@ def _subscription(c: _Context) -> Outcome:
 def _payment_intent_failed(c: _Context) -> Outcome:
     intent = c.object
     currency, exponent = c.currency()
-    error = intent.get("last_payment_error") if isinstance(intent.get("last_payment_error"), dict) else {}
+    error = found if isinstance(found := intent.get("last_payment_error"), dict) else {}
     event = event_object(
         "payment_failed",
         c.time,
