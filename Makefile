@@ -39,9 +39,10 @@ test: $(STAMP) $(CHECKOV_STAMP) ## run every test, offline
 	$(PY) -m pytest -m "not clock"
 	$(PY) -m pytest -m clock --clock=month-ends
 
-lint: $(STAMP) $(CHECKOV_STAMP) ## ruff, cfn-lint (informational checks too) and checkov
+lint: $(STAMP) $(CHECKOV_STAMP) ## ruff, mypy, cfn-lint (informational checks too) and checkov
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy --cache-dir $(VENV)/.mypy_cache
 	$(VENV)/bin/cfn-lint --include-checks I -- template.yaml
 	$(CHECKOV) --file template.yaml
 

@@ -1,4 +1,4 @@
-"""`make lint`'s ruff checks, run by `make test` too, so a change that breaks them cannot land."""
+"""`make lint`'s ruff and mypy checks, run by `make test` too, so a change that breaks them cannot land."""
 
 from __future__ import annotations
 
@@ -17,3 +17,17 @@ def test_ruff_reports_nothing(command: list[str]) -> None:
         [sys.executable, "-m", "ruff", *command], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, f"ruff {' '.join(command)} (make format fixes most):\n{result.stdout}{result.stderr}"
+
+
+def test_mypy_reports_nothing() -> None:
+    # [tool.mypy] in pyproject.toml names the files. The cache lives in the environment running the
+    # tests (.venv/.mypy_cache, as make lint's): a fresh clone checks everything once (seconds), then
+    # only what changed.
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(Path(sys.prefix) / ".mypy_cache")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"mypy:\n{result.stdout}{result.stderr}"
