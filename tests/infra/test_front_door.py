@@ -92,14 +92,43 @@ def test_the_outputs_give_the_ingest_urls_either_way(front_door: str):
     assert callback.startswith("https://abc123.execute-api.")
 
 
-def test_nothing_unconditional_references_a_conditional_ingest_function():
-    text = TEMPLATE.read_text()
-    for logical_id, resource in RESOURCES.items():
-        if logical_id in (HTTP_API, FUNCTION_URL) or resource.get("Condition"):
-            continue
-        for name in (HTTP_API, FUNCTION_URL):
-            assert name not in repr(resource), f"{logical_id} references {name} but exists without it"
-    assert re.search(r"IngestUrlFunctionUrl\.FunctionUrl", text)
+COMPLEMENTS = {"IngestOnHttpApi": "IngestOnFunctionUrl", "IngestOnFunctionUrl": "IngestOnHttpApi"}
+
+
+def _unguarded_references(value: Any, name: str, assumed: dict[str, bool]) -> list[str]:
+    """References to `name` not inside the Fn::If branch where its Condition holds."""
+    condition = RESOURCES[name]["Condition"]
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            tested, if_true, if_false = value["Fn::If"]
+            other = COMPLEMENTS.get(tested)  # FrontDoor has two values: one condition is the other's negation
+            when_true = {tested: True, **({other: False} if other else {})}
+            when_false = {tested: False, **({other: True} if other else {})}
+            return _unguarded_references(if_true, name, {**assumed, **when_true}) + _unguarded_references(
+                if_false, name, {**assumed, **when_false}
+            )
+        found = []
+        if value.get("Ref") == name or (value.get("Fn::GetAtt") or [""])[0] == name:
+            found.append(repr(value))
+        for item in value.values():
+            found += _unguarded_references(item, name, assumed)
+        return [reference for reference in found if not assumed.get(condition)]
+    if isinstance(value, list):
+        return [found for item in value for found in _unguarded_references(item, name, assumed)]
+    if isinstance(value, str) and re.search(rf"\$\{{{name}[.}}]", value):
+        return [] if assumed.get(condition) else [value[:60]]
+    return []
+
+
+def test_nothing_references_an_ingest_function_where_it_may_not_exist():
+    """cfn-lint checks this too; here it is the rule, whatever cfn-lint's version finds."""
+    for name in (HTTP_API, FUNCTION_URL):
+        condition = RESOURCES[name]["Condition"]
+        for logical_id, resource in {**RESOURCES, **{"Outputs": TEMPLATE_DOC["Outputs"]}}.items():
+            if logical_id == name or resource.get("Condition") == condition:
+                continue
+            assert _unguarded_references(resource, name, {}) == [], f"{logical_id} references {name} unguarded"
+    assert "IngestUrlFunctionUrl.FunctionUrl" in TEMPLATE.read_text()
 
 
 @pytest.mark.parametrize("front_door", ["HttpApi", "FunctionUrl"])
@@ -115,5 +144,37 @@ def test_cfn_lint_reports_nothing_for_either_front_door(front_door: str, tmp_pat
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     result = subprocess.run(
         [str(cfn_lint), "--include-checks", "I", "--", str(copy)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("front_door", "function"), [("HttpApi", HTTP_API), ("FunctionUrl", FUNCTION_URL)])
+def test_the_dashboard_is_json_and_watches_the_function_url_of_the_ingest_function(front_door: str, function: str):
+    import json
+
+    stack = stack_with(front_door)
+    stack.refs |= {"IngestHttpApi": "abc123", HTTP_API: "fn-http", FUNCTION_URL: "fn-url", "BrazeSenderFunction": "s"}
+    stack.attributes |= {(queue, "QueueName"): queue for queue in ("EventsQueue", "EventsDLQ")}
+    body = json.loads(stack.resolve(RESOURCES["OperationsDashboard"]["Properties"]["DashboardBody"]))
+    rows = [row for widget in body["widgets"] for row in widget["properties"].get("metrics", [])]
+    [requests_row] = [row for row in rows if row[:2] == ["AWS/Lambda", "UrlRequestCount"]]
+    assert requests_row[2:4] == ["FunctionName", stack.refs[function]]
+
+
+CHECKOV = TEMPLATE.parent / ".venv-checkov/bin/checkov"
+
+
+@pytest.mark.skipif(not CHECKOV.exists(), reason="checkov is not installed: make test and make lint install it")
+def test_checkov_reports_nothing_with_the_function_url(tmp_path: Path):
+    """As make lint runs it, on a copy with FrontDoor FunctionUrl (its AuthType NONE skip says why)."""
+    import os
+
+    copy = tmp_path / "template.yaml"
+    copy.write_text(TEMPLATE.read_text().replace("    Default: HttpApi\n", "    Default: FunctionUrl\n", 1))
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    environment |= {"CKV_SKIP_PACKAGE_UPDATE_CHECK": "true", "BC_SKIP_MAPPING": "TRUE"}
+    command = [str(CHECKOV), "--skip-download", "--framework", "cloudformation", "--quiet", "--compact"]
+    result = subprocess.run(
+        [*command, "--file", str(copy)], capture_output=True, text=True, check=False, env=environment, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr
