@@ -285,7 +285,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
             logger.warning("API: %s answered a malformed response: %s", function.logical_id, exc)
             self._message(502, "Internal Server Error", request_id)
             return
-        self._answer(status, headers, payload, request_id)
+        # Lambda's request id header, not API Gateway's apigw-requestid.
+        self._answer(status, [*headers, ("x-amzn-requestid", request_id)], payload, "")
 
     def _serve_docs(self, path: str, query: str, request_id: str) -> bool:
         """GET /openapi.json and /docs (local only); False when the request is not for them."""

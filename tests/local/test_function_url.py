@@ -58,6 +58,7 @@ def test_track_and_identify_are_routed_by_the_function(stack: Stack) -> None:
     track = post(stack, "/users/track", TRACK, **bearer())
     assert track.status_code == 202, track.text
     assert track.json()["message"] == "success"
+    assert track.headers["x-amzn-requestid"] and "apigw-requestid" not in track.headers  # Lambda's, not API Gateway's
     alias = {"alias_name": "a", "alias_label": "b"}
     identify = {"aliases_to_identify": [{"external_id": "furl-user-1", "user_alias": alias}]}
     answer = post(stack, "/users/identify", identify, **bearer())
