@@ -76,6 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="template parameters, as `sam deploy --parameter-overrides`, e.g. SenderBatchingWindowSeconds=1",
     )
+    add(
+        "--front-door",
+        choices=sorted(FRONT_DOORS),
+        default=None,
+        help="what serves the ingest routes: http-api (the template's default) or function-url "
+        "(the FrontDoor template parameter: a Lambda function URL on the API port)",
+    )
     add("--function-logs", metavar="PATH", help="where the functions' logs go ('-': this console; default: a file)")
     add(
         "--sandbox-error-rate",
@@ -118,6 +125,10 @@ def _port(text: str) -> int:
     return port
 
 
+# --front-door's choices → the template's FrontDoor parameter.
+FRONT_DOORS = {"http-api": "HttpApi", "function-url": "FunctionUrl"}
+
+
 def _overrides(pairs: list[str]) -> dict[str, str]:
     overrides = {}
     for pair in pairs:
@@ -149,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         overrides = _overrides(args.parameter_overrides)
+        if args.front_door:
+            if overrides.get("FrontDoor", FRONT_DOORS[args.front_door]) != FRONT_DOORS[args.front_door]:
+                raise argparse.ArgumentTypeError("--front-door and --parameter-overrides FrontDoor=... disagree")
+            overrides["FrontDoor"] = FRONT_DOORS[args.front_door]
     except argparse.ArgumentTypeError as exc:
         print(f"local stack: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,13 @@ API Gateway writes it (statusCode, headers, cookies, a base64 body decoded; anyt
 200 JSON body). API Gateway's own answers are kept: unknown route 404 `{"message":"Not Found"}`,
 body over 10 MB 413, function error 500, integration timeout (30 s) 503.
 
-Not emulated: authorizers, CORS, throttling, custom domains — a route with an authorizer is
+A function with FunctionUrlConfig (FrontDoor=FunctionUrl: IngestUrlFunction) is served as its
+Lambda function URL on the same port: every request no HttpApi route takes goes to it, as a
+payload-format-2.0 event with routeKey and stage "$default", no pathParameters (the function routes
+by rawPath) and accountId "anonymous" (AuthType NONE); its answers are Lambda's: an event over
+6 MB 413, a function error or timeout 502.
+
+Not emulated: authorizers, CORS, throttling (and reserved concurrency), custom domains — a route with an authorizer is
 reported at start, because locally its requests reach the function unauthenticated.
 
 Local only, never deployed: when given a document builder, GET /openapi.json answers the API's
@@ -129,6 +135,17 @@ def http_api_routes(stack: LocalStack, functions: dict[str, LocalFunction]) -> l
     return routes
 
 
+def function_url_target(functions: dict[str, LocalFunction]) -> LocalFunction | None:
+    """The function the template gives a function URL (FunctionUrlConfig), if any; one at most locally."""
+    targets = [function for function in functions.values() if function.properties.get("FunctionUrlConfig")]
+    if len(targets) > 1:
+        names = ", ".join(function.logical_id for function in targets)
+        raise LocalRuntimeError(f"{names}: the local stack serves one function URL on its API port, not {len(targets)}")
+    if targets and targets[0].properties["FunctionUrlConfig"].get("AuthType", "AWS_IAM") != "NONE":
+        raise LocalRuntimeError(f"{targets[0].logical_id}: only function URLs with AuthType NONE are served locally")
+    return targets[0] if targets else None
+
+
 def _api_logical_id(properties: dict[str, Any]) -> str:
     api = properties.get("ApiId")
     if isinstance(api, dict) and "Ref" in api:
@@ -148,6 +165,8 @@ class ApiGatewayServer(ThreadingHTTPServer):
         self.account_id = stack_account
         self.api_ids: dict[str, str] = {}
         self.api_docs: Callable[[], dict[str, Any]] | None = None
+        self.function_url: LocalFunction | None = None  # takes what no route takes (function_url_target)
+        self.function_url_id = ""
         self._docs: tuple[bytes, bytes] | None = None
         self._docs_lock = threading.Lock()
 
@@ -217,6 +236,9 @@ class _ApiHandler(BaseHTTPRequestHandler):
         found = self.server.find(self.command, split.path)
         if found is None and self._serve_docs(split.path, split.query, request_id):
             return
+        if found is None and self.server.function_url is not None:
+            self._serve_function_url(self.server.function_url, split.path, split.query, body, request_id, received)
+            return
         if found is None:
             self._message(404, "Not Found", request_id)
             return
@@ -240,6 +262,31 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self._message(500, "Internal Server Error", request_id)
             return
         self._answer(status, headers, payload, request_id)
+
+    def _serve_function_url(
+        self, function: LocalFunction, raw_path: str, raw_query: str, body: bytes, request_id: str, received: float
+    ) -> None:
+        """As Lambda serves a function URL: the whole request to the function, which routes it itself."""
+        url_route = Route(method="ANY", path="$default", function=function, api="", stage="$default")
+        event = self._event(url_route, {}, raw_path, raw_query, body, request_id, received)
+        url_id = self.server.function_url_id or "local"
+        event["requestContext"]["apiId"] = url_id
+        event["requestContext"]["accountId"] = "anonymous"  # AuthType NONE: no caller identity
+        if len(json.dumps(event).encode("utf-8")) > MAX_PAYLOAD_BYTES:
+            self._message(413, "Request Entity Too Large", request_id)
+            return
+        invocation = function.invoke(event)  # no integration timeout: the function's own
+        if invocation.abandoned or invocation.failed:
+            self._message(502, "Internal Server Error", request_id)
+            return
+        try:
+            status, headers, payload = _http_response(invocation.value)
+        except (TypeError, ValueError) as exc:
+            logger.warning("API: %s answered a malformed response: %s", function.logical_id, exc)
+            self._message(502, "Internal Server Error", request_id)
+            return
+        # Lambda's request id header, not API Gateway's apigw-requestid.
+        self._answer(status, [*headers, ("x-amzn-requestid", request_id)], payload, "")
 
     def _serve_docs(self, path: str, query: str, request_id: str) -> bool:
         """GET /openapi.json and /docs (local only); False when the request is not for them."""

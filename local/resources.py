@@ -58,6 +58,12 @@ class LocalStack:
             if name == "Fn::If":
                 condition, if_true, if_false = argument
                 return self.resolve(if_true if self.condition(condition) else if_false)
+            if name == "Fn::Select":
+                index, items = argument
+                return self.resolve(items)[int(self.resolve(index))]
+            if name == "Fn::Split":
+                delimiter, text = argument
+                return str(self.resolve(text)).split(str(delimiter))
             if name.startswith("Fn::") or name == "Condition":
                 # Resolving it into something plausible would be a guess: say what to add instead.
                 raise UnresolvedReference(f"{name} is not resolved locally; add it to LocalStack.resolve")
@@ -116,10 +122,12 @@ class LocalStack:
         return value
 
     def functions(self) -> dict[str, dict[str, Any]]:
+        """The functions CloudFormation would create: a function whose Condition is false is left out."""
         return {
             logical_id: resource["Properties"]
             for logical_id, resource in self.template["Resources"].items()
             if resource["Type"] == "AWS::Serverless::Function"
+            and ("Condition" not in resource or self.condition(resource["Condition"]))
         }
 
     def _ref(self, name: str) -> str:
@@ -189,6 +197,7 @@ def create_resources(
         _check_parameter(name, str(value), specs)
     stack.parameters = {**defaults, **{name: str(value) for name, value in (parameter_overrides or {}).items()}}
     _register_implicit_http_api(stack)
+    _register_function_urls(stack)
     resources = template["Resources"]
     # Dead-letter queues first: their ARNs appear in the other queues' redrive policies.
     ordered = sorted(resources, key=lambda lid: "RedrivePolicy" in resources[lid].get("Properties", {}))
@@ -248,6 +257,19 @@ def _register_implicit_http_api(stack: LocalStack) -> None:
             if event.get("Type") == "HttpApi" and "ApiId" not in (event.get("Properties") or {}):
                 _create_http_api(None, stack, "ServerlessHttpApi", {})
                 return
+
+
+def _register_function_urls(stack: LocalStack) -> None:
+    # SAM creates <Function>Url (AWS::Lambda::Url) for a function's FunctionUrlConfig; locally the
+    # API port serves it (local/api_gateway.py), under the id and URL shape Lambda gives one.
+    for logical_id, properties in stack.functions().items():
+        if properties.get("FunctionUrlConfig"):
+            url_id = _api_id(f"{logical_id}Url") + "0" * 22  # Lambda's url ids are 32 characters
+            url = f"https://{url_id}.lambda-url.{stack.region}.on.aws/"
+            stack.attributes[(f"{logical_id}Url", "FunctionUrl")] = url
+            stack.attributes[(f"{logical_id}Url", "FunctionArn")] = (
+                f"arn:aws:lambda:{stack.region}:{stack.account_id}:function:{_physical_name(stack, logical_id)}"
+            )
 
 
 def _create_queue(session: Any, stack: LocalStack, logical_id: str, properties: dict[str, Any]) -> None:

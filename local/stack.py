@@ -29,7 +29,7 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from local.api_gateway import ApiGatewayServer, Route, http_api_routes
+from local.api_gateway import ApiGatewayServer, Route, function_url_target, http_api_routes
 from local.braze_sandbox import BrazeSandbox, SandboxConfig
 from local.event_sources import Schedule, SqsEventSource, schedules, sqs_event_sources
 from local.lambda_api import LambdaApiServer
@@ -168,6 +168,7 @@ class Stack:
         self.resources: LocalStack | None = None
         self.functions: dict[str, LocalFunction] = {}
         self.routes: list[Route] = []
+        self.function_url: LocalFunction | None = None  # FrontDoor=FunctionUrl: served on the API port
         self.sqs_sources: list[SqsEventSource] = []
         self.schedules: list[Schedule] = []
         self.environment: dict[str, str] = {}
@@ -228,6 +229,7 @@ class Stack:
             self.functions = load_functions(self.resources, template_dir)
             environment = merged_environment(self.functions)
             self.routes = http_api_routes(self.resources, self.functions)
+            self.function_url = function_url_target(self.functions)
         except (KeyError, ValueError) as exc:  # UnresolvedReference, InvalidParameter, ...
             raise StackError(f"template.yaml: {exc}") from None
         add_to_path(layer_directories(self.resources, template_dir))
@@ -264,6 +266,10 @@ class Stack:
         api_ids = {route.api: self.resources.refs.get(route.api, "local") for route in self.routes}
         self.api.account_id = self.resources.account_id
         self.api.configure(self.routes, api_ids, api_docs=self._api_docs)
+        if self.function_url is not None:
+            self.api.function_url = self.function_url
+            public = self.resources.attributes[(f"{self.function_url.logical_id}Url", "FunctionUrl")]
+            self.api.function_url_id = public.split("//", 1)[1].split(".", 1)[0]
         self.lambda_api.configure(self.functions, REGION, self.resources.account_id)
         for server, name in ((self.api, "api"), (self.lambda_api, "lambda-api")):
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True).start()
@@ -369,6 +375,9 @@ class Stack:
         assert self.api is not None and self.lambda_api is not None
         lines = [f"  API (HTTP API)      {self.api.url}"]
         lines += [f"      {route.key:<34} → {route.function.logical_id}" for route in self.routes]
+        if self.function_url is not None:
+            target = self.function_url.logical_id
+            lines.append(f"      {'any other request (function URL)':<34} → {target}")
         lines.append(f"  API docs            {self.api.url}/docs   (OpenAPI: /openapi.json; local only)")
         lines.append(f"  Lambda Invoke API   {self.lambda_api.url}   (functions: {', '.join(self.functions)})")
         lines.append(f"  local AWS (moto)    {self.aws_url}")

@@ -10,6 +10,9 @@ from braze_forwarder.ingest.service import Answer
 from braze_forwarder.ingest.webhooks.receiver import receive_webhook
 from braze_forwarder.observability import MetricUnit, logger, metrics, tracer
 
+# Also behind a Lambda function URL (FrontDoor=FunctionUrl): its events are payload format 2.0 too,
+# with routeKey and stage "$default" and no pathParameters, none of which this resolver reads (it
+# routes by rawPath), so one resolver serves both doors (docs/ingest-api.md, "Front door").
 app = APIGatewayHttpResolver()
 answers = JsonAnswers(
     app,

@@ -344,7 +344,9 @@ def _watched_custom_metrics() -> set[str]:
                 if metric.get("Namespace") == "BrazeForwarder":
                     names.add(metric["MetricName"])
         if resource["Type"] == "AWS::CloudWatch::Dashboard":
-            body = json.loads(re.sub(r"\$\{[^}]+\}", "x", properties["DashboardBody"]["Fn::Sub"]))
+            template = properties["DashboardBody"]["Fn::Sub"]  # a string, or [string, variables]
+            template = template[0] if isinstance(template, list) else template
+            body = json.loads(re.sub(r"\$\{[^}]+\}", "x", template))
             for widget in body["widgets"]:
                 namespace = None
                 for row in widget["properties"].get("metrics", []):
