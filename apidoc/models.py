@@ -266,8 +266,18 @@ class IdentifyAccepted(_Doc):
 
 
 class Error(_Doc):
-    """Every error answer: a stable, machine-readable type and one human sentence."""
+    """Every error answer: Braze's message for the status, a stable, machine-readable type and one
+    human sentence."""
 
+    message: str = Field(
+        description=(
+            "Braze's fatal-error message for the status, as Braze words it: 400 Bad Request, 401 Unauthorized, "
+            "403 Forbidden, 404 Not Found, 429 Rate Limited, 500 Internal Server Error; any other status its "
+            "HTTP reason phrase (405 Method Not Allowed, 409 Conflict, 413 Request Entity Too Large, 415 Unsupported "
+            "Media Type, 422 Unprocessable Entity, 503 Service Unavailable). Clients written for Braze read it."
+        ),
+        examples=["Bad Request"],
+    )
     type: str = Field(description="Stable and machine-readable.")
     reason: str = Field(description="What was wrong and what is accepted; never echoes secrets or personal data.")
 
@@ -275,7 +285,7 @@ class Error(_Doc):
 class NoValidObjects(_Doc):
     """Every object of the request was refused: nothing was queued."""
 
-    message: Literal["no valid objects"]
+    message: Literal["Bad Request"] = Field(description="Braze's message for a 400.")
     type: Literal["no_valid_objects"]
     reason: str
     errors: list[ObjectError] = _ERRORS
