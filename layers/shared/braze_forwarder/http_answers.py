@@ -20,7 +20,6 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from braze_forwarder.observability import MetricUnit, logger, metrics
 
-
 # Braze's fatal-error messages (BRAZE_API.md §3, _docs/_api/errors.md), by status. A status Braze
 # does not word answers its HTTP reason phrase, as API Gateway's own answers do ({"message": "Not
 # Found"}); written out for the statuses the functions answer, since Python 3.13 renamed some.
