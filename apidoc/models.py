@@ -120,6 +120,15 @@ class AttributesObject(_Identified):
 
     model_config = ConfigDict(extra="allow", json_schema_extra=_one_user, populate_by_name=True)
 
+    # Beside a primary identifier, email and phone are profile fields: null removes them.
+    email: str | None = Field(
+        None,
+        max_length=254,
+        description="Identifies the user by email alone, or, beside an identifier, sets it (null removes it).",
+    )
+    phone: str | None = Field(
+        None, description="Identifies the user by phone alone, or, beside an identifier, sets it (null removes it)."
+    )
     first_name: str | None = Field(None, max_length=_STRING)
     last_name: str | None = Field(None, max_length=_STRING)
     gender: Literal["M", "F", "O", "N", "P"] | None = Field(

@@ -10,9 +10,7 @@ against the real ingest handler (moto behind it), exactly as it would call Braze
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -20,50 +18,13 @@ import pytest
 from braze.client import BrazeClient, BrazeClientError
 
 from braze_forwarder.ingest.auth import hash_key
-from tests.conftest import LambdaContextStub, use_function_environment
+from tests.conftest import use_function_environment
+from tests.loopback_api import serve
 
 KEY = "k_client_0123456789abcdef0123456789abcdef"
 EVENT = {"external_id": "user-1", "name": "signed_up", "time": "2026-11-22T07:39:12Z"}
 ATTRIBUTES = {"external_id": "user-1", "first_name": "Ada"}
 MAX_BODY_BYTES = 4096
-
-
-class _ApiGateway(BaseHTTPRequestHandler):
-    """API Gateway's HTTP API in front of IngestApiFunction: the request becomes its event."""
-
-    protocol_version = "HTTP/1.1"
-    handler: Callable[[dict[str, Any], Any], dict[str, Any]]
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode("utf-8", "surrogateescape")
-        path = self.path.split("?", 1)[0]
-        event = {
-            "version": "2.0",
-            "routeKey": f"POST {path}",
-            "rawPath": path,
-            "rawQueryString": "",
-            "headers": {name.lower(): value for name, value in self.headers.items()},
-            "requestContext": {
-                "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
-                "requestId": "client-test",
-                "routeKey": f"POST {path}",
-                "stage": "$default",
-            },
-            "body": body,
-            "isBase64Encoded": False,
-        }
-        result = type(self).handler(event, LambdaContextStub())
-        payload = result["body"].encode()
-        self.send_response(result["statusCode"])
-        for name, value in (result.get("headers") or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
@@ -77,14 +38,8 @@ def api_url(aws_stack, monkeypatch) -> Iterator[str]:
     )
     from functions.ingest_api import app
 
-    handler = type("Gateway", (_ApiGateway,), {"handler": staticmethod(app.lambda_handler)})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(app.lambda_handler) as url:
+        yield url
 
 
 def client(api_url: str, key: str = KEY, **options: Any) -> BrazeClient:
