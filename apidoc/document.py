@@ -25,6 +25,7 @@ from typing import Any
 
 from apidoc import models
 from apidoc.answers import ErrorAnswer, error_answers
+from braze_forwarder.http_answers import braze_message
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -166,7 +167,7 @@ NO_VALID_OBJECTS_REQUEST = {
     "events": [{"external_id": "user-1002", "name": "$reserved", "time": "2026-11-22T07:39:30Z"}]
 }
 NO_VALID_OBJECTS_ANSWER = {
-    "message": "no valid objects",
+    "message": "Bad Request",
     "type": "no_valid_objects",
     "reason": "every object in the request is invalid; see errors",
     "errors": [{**TRACK_SAMPLE_ANSWER["errors"][0], "index": 0}],  # type: ignore[dict-item]
@@ -603,7 +604,7 @@ def _error_example(name: str, answers: list[ErrorAnswer]) -> dict[str, Any]:
         raise ValueError(
             f"apidoc: REASON_EXAMPLES[{name!r}] must be a reason the code at {where} can give (now {reason!r})"
         )
-    return {"type": name, "reason": reason}
+    return {"message": braze_message(sites[0].status), "type": name, "reason": reason}
 
 
 def _headers(names: tuple[str, ...]) -> dict[str, Any]:

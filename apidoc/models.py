@@ -22,6 +22,29 @@ def _no_null_defaults(schema: dict[str, Any]) -> None:
             del field["default"]
 
 
+_PRIMARY = ("external_id", "user_alias", "braze_id")
+
+
+def _one_user(schema: dict[str, Any]) -> None:
+    # What validation enforces object by object (a refused object is listed in errors, never queued):
+    # at least one identifier (else MISSING_IDENTIFIER), at most one primary (MULTIPLE_PRIMARY_IDENTIFIERS).
+    _no_null_defaults(schema)
+    schema["anyOf"] = [{"required": [name]} for name in (*_PRIMARY, "email", "phone")]
+    pairs = [[a, b] for i, a in enumerate(_PRIMARY) for b in _PRIMARY[i + 1 :]]
+    schema["not"] = {"anyOf": [{"required": pair} for pair in pairs]}
+
+
+def _at_least_one_object(*arrays: str) -> Any:
+    # A body without an object in any array is refused whole: 400 empty_request.
+    def extra(schema: dict[str, Any]) -> None:
+        _no_null_defaults(schema)
+        schema["anyOf"] = [
+            {"required": [array], "properties": {array: {"type": "array", "minItems": 1}}} for array in arrays
+        ]
+
+    return extra
+
+
 class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_no_null_defaults, populate_by_name=True)
 
@@ -37,6 +60,8 @@ class UserAlias(_Doc):
 
 
 class _Identified(_Doc):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_user, populate_by_name=True)
+
     external_id: str = Field(
         None, min_length=1, description="Your user id: at most 987 bytes of UTF-8.", examples=["user-1001"]
     )
@@ -93,8 +118,17 @@ class AttributesObject(_Identified):
     `"_merge_objects": true` beside it). Names are 1-255 characters and do not start with `$`.
     """
 
-    model_config = ConfigDict(extra="allow", json_schema_extra=_no_null_defaults, populate_by_name=True)
+    model_config = ConfigDict(extra="allow", json_schema_extra=_one_user, populate_by_name=True)
 
+    # Beside a primary identifier, email and phone are profile fields: null removes them.
+    email: str | None = Field(
+        None,
+        max_length=254,
+        description="Identifies the user by email alone, or, beside an identifier, sets it (null removes it).",
+    )
+    phone: str | None = Field(
+        None, description="Identifies the user by phone alone, or, beside an identifier, sets it (null removes it)."
+    )
     first_name: str | None = Field(None, max_length=_STRING)
     last_name: str | None = Field(None, max_length=_STRING)
     gender: Literal["M", "F", "O", "N", "P"] | None = Field(
@@ -176,10 +210,17 @@ class TrackRequest(_Doc):
     attributes: list[AttributesObject] | None = None
     events: list[EventObject] | None = None
     purchases: list[PurchaseObject] | None = None
-    api_key: str | None = Field(
+    api_key: Any = Field(
         None,
         deprecated=True,
-        description="Braze's legacy way to pass its key: accepted and dropped, never queued or logged.",
+        description=(
+            "Braze's legacy way to pass its key: any JSON value, accepted and dropped, never queued or logged. "
+            "It authenticates nothing: the key goes in the Authorization header."
+        ),
+    )
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=_at_least_one_object("attributes", "events", "purchases")
     )
 
 
@@ -223,7 +264,14 @@ class IdentifyRequest(_Doc):
     aliases_to_identify: list[AliasToIdentify] | None = None
     emails_to_identify: list[EmailToIdentify] | None = None
     phone_numbers_to_identify: list[PhoneToIdentify] | None = None
-    api_key: str | None = Field(None, deprecated=True, description="Accepted and dropped, as on /users/track.")
+    api_key: Any = Field(None, deprecated=True, description="Any JSON value, accepted and dropped, as on /users/track.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=_at_least_one_object(
+            "aliases_to_identify", "emails_to_identify", "phone_numbers_to_identify"
+        ),
+    )
 
 
 # -- answers ----------------------------------------------------------------------------------------
@@ -266,8 +314,18 @@ class IdentifyAccepted(_Doc):
 
 
 class Error(_Doc):
-    """Every error answer: a stable, machine-readable type and one human sentence."""
+    """Every error answer: Braze's message for the status, a stable, machine-readable type and one
+    human sentence."""
 
+    message: str = Field(
+        description=(
+            "Braze's fatal-error message for the status, as Braze words it: 400 Bad Request, 401 Unauthorized, "
+            "403 Forbidden, 404 Not Found, 429 Rate Limited, 500 Internal Server Error; any other status its "
+            "HTTP reason phrase (405 Method Not Allowed, 409 Conflict, 413 Request Entity Too Large, 415 Unsupported "
+            "Media Type, 422 Unprocessable Entity, 503 Service Unavailable). Clients written for Braze read it."
+        ),
+        examples=["Bad Request"],
+    )
     type: str = Field(description="Stable and machine-readable.")
     reason: str = Field(description="What was wrong and what is accepted; never echoes secrets or personal data.")
 
@@ -275,7 +333,7 @@ class Error(_Doc):
 class NoValidObjects(_Doc):
     """Every object of the request was refused: nothing was queued."""
 
-    message: Literal["no valid objects"]
+    message: Literal["Bad Request"] = Field(description="Braze's message for a 400.")
     type: Literal["no_valid_objects"]
     reason: str
     errors: list[ObjectError] = _ERRORS

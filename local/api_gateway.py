@@ -223,6 +223,13 @@ class _ApiHandler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, PROPFIND…) is routed like the others, so it gets API
+        # Gateway's JSON 404 rather than http.server's HTML 501 page.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
     def log_message(self, format: str, *args: Any) -> None:  # the functions' logs tell the story
         logger.debug("API: " + format, *args)
 

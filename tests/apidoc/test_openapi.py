@@ -45,6 +45,11 @@ def without_refused(example: dict[str, Any]) -> Any:
     return value
 
 
+def _all_refused(value: Any) -> bool:
+    arrays = [item for item in value.values() if isinstance(item, list)] if isinstance(value, dict) else []
+    return bool(arrays) and not any(arrays)
+
+
 def test_the_committed_document_is_what_the_code_generates(generated: dict[str, Any]) -> None:
     committed = OPENAPI_JSON.read_text(encoding="utf-8") if OPENAPI_JSON.exists() else ""
     assert committed == dumps(generated), (
@@ -149,7 +154,9 @@ def test_every_example_is_valid_for_its_schema(committed: dict[str, Any]) -> Non
         ]
         for name, media in media_types:
             validator = OAS31Validator({**media["schema"], "components": committed["components"]})
+            # An example whose every object is refused is a request the document says is refused whole.
             values = [without_refused(example) for example in media.get("examples", {}).values()]
+            values = [value for value in values if name != "request" or not _all_refused(value)]
             values += [media["example"]] if "example" in media else []
             for value in values:
                 errors = [error.message for error in validator.iter_errors(value)]

@@ -117,6 +117,7 @@ def assert_well_formed(result: dict[str, Any], newly_queued: int) -> None:
     body = json.loads(result["body"])
     assert isinstance(body, dict)
     if status >= 400:
+        assert isinstance(body.get("message"), str) and body["message"]  # Braze's, for its clients
         assert isinstance(body.get("type"), str) and body["type"]
         assert isinstance(body.get("reason"), str) and body["reason"]
         assert newly_queued == 0, "a refused request queued messages"

@@ -40,7 +40,7 @@ PREFIX = "d9696570-4a5b-4c1e-8f3d-2b9e1c0a7f11-1795327200"  # §7: <uuid>-<unix 
 # Export files live in date folders and jobs record when they were asked for: run again on other days.
 pytestmark = pytest.mark.clock
 
-NOT_FOUND = {"type": "not_found", "reason": "no export job with this id and token"}
+NOT_FOUND = {"message": "Not Found", "type": "not_found", "reason": "no export job with this id and token"}
 
 
 # ---------------------------------------------------------------------------- §7 export files

@@ -159,7 +159,7 @@ def test_requests_without_a_valid_key_get_the_same_401(api, aws_stack, authoriza
     reply = api("/users/track", {"events": [event_obj()]}, key=None, headers=headers)
 
     assert reply.status == 401
-    assert reply.body == {"type": "unauthorized", "reason": "missing or invalid API key"}
+    assert reply.body == {"message": "Unauthorized", "type": "unauthorized", "reason": "missing or invalid API key"}
     assert queued_envelopes(aws_stack) == []
 
 

@@ -109,6 +109,18 @@ def test_unknown_routes_and_methods_get_api_gateways_404(api: tuple[str, Recorde
     assert ingest.events == []
 
 
+def test_any_other_method_gets_the_same_json_404_not_an_html_page(api: tuple[str, Recorder, Recorder]) -> None:
+    url, ingest, _ = api
+
+    for method in ("TRACE", "QUERY", "PROPFIND", "CONNECT", "BREW"):
+        for path in ("/users/track", "/nowhere"):
+            response = requests.request(method, url + path, timeout=5)
+            assert response.status_code == 404, (method, path)
+            assert response.headers["content-type"] == "application/json"
+            assert response.json() == {"message": "Not Found"}
+    assert ingest.events == []
+
+
 def test_the_functions_answer_is_written_back_as_api_gateway_writes_it(api: tuple[str, Recorder, Recorder]) -> None:
     url, ingest, _ = api
     ingest.answer = {

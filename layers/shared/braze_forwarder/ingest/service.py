@@ -21,7 +21,7 @@ from braze_forwarder.braze.validation import (
     check_identify_object,
     check_track_object,
 )
-from braze_forwarder.http_answers import RequestRejected
+from braze_forwarder.http_answers import RequestRejected, braze_message
 from braze_forwarder.observability import MetricUnit, logger, metrics, single_metric
 from braze_forwarder.request_body import DeferredKeysBody
 
@@ -117,7 +117,7 @@ def accept(
         return Answer(
             400,
             {
-                "message": "no valid objects",
+                "message": braze_message(400),
                 "type": "no_valid_objects",
                 "reason": "every object in the request is invalid; see errors",
                 **listed,
