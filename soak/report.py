@@ -89,10 +89,13 @@ class Findings:
     objects_per_processed_call: float = 0.0
     drained: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    ingest_partial_failures: int = 0  # requests answered 503 after part of them was queued (injected)
+    ingest_objects_queued_before_503: int = 0
+    queued_twice: int = 0  # objects found in more than one envelope: queued again by a retry
 
     @property
     def passed(self) -> bool:
-        return self.drained and self.lost == 0 and self.unexplained == 0
+        return self.drained and self.lost == 0 and self.unexplained == 0 and self.queued_twice == 0
 
     def to_json(self) -> dict[str, Any]:
         data = {name: value for name, value in vars(self).items()}
@@ -237,6 +240,7 @@ def _explain_duplicates(
     unanswered: list[tuple[float, float, frozenset[str]]],
 ) -> None:
     carriers = _carriers(invocations)
+    found.queued_twice = sum(len({c.envelope_id for c in held}) > 1 for held in carriers.values())
     causing: set[int] = set()
     for identifier, times in deliveries.items():
         if len(times) < 2:
@@ -385,6 +389,13 @@ def render(found: Findings, title: str, spare_from_receive: int) -> str:
             "SQS handed out a message the sender had finished (standard queues deliver at least once)",
         ),
         row("  unexplained", n(found.unexplained)),
+        row(
+            "ingest retry fault",
+            n(found.ingest_partial_failures),
+            f"requests answered 503 after SQS took part ({n(found.ingest_objects_queued_before_503)} objects), "
+            "then retried",
+        ),
+        row("  queued twice", n(found.queued_twice), "objects in more than one envelope (a retry queued them again)"),
         row("kills", n(sum(found.kills.values())), reasons(found.kills)),
         row(
             "  in the window",

@@ -15,6 +15,11 @@ Timing is shortened so a run fits in minutes, through settings a user has too:
   still works on it: that would be a duplicate of the soak's making, and it would show as one
   that no window explains.
 
+The ingest API meets a queue that fails part of a request (_PartialQueue): every third request
+that needs several messages gets its first one queued and the rest refused, so the API answers 503
+and the client retries. Messages are 16 KiB here (MAX_MESSAGE_BYTES' minimum), so requests of more
+than about 60 objects need several. The report counts objects queued twice: it must be none.
+
 Besides the steady faults, Braze has one outage, in the middle of one invocation (see _Outage). The
 steady rates almost never exhaust a call's retries, so without it no batch would be partly
 delivered, and the delivery ledger — and a kill right after writing it — would go untested.
@@ -83,6 +88,7 @@ def stack_options(options: SoakOptions) -> Any:
             "SenderBatchingWindowSeconds": "1",
             "SenderMaximumConcurrency": "2",
             "SenderBatchSize": str(options.sender_batch_size),
+            "MaxMessageBytes": str(16 * 1024),  # several messages per large request (see _PartialQueue)
         },
         function_environment=environment,
         sandbox_error_rate=options.error_rate,
@@ -119,6 +125,8 @@ def run(options: SoakOptions, say: Any = print) -> Findings:
         assert stack.api is not None
         run_id = uuid.uuid4().hex[:8]
         outage = _Outage(stack, options, switch)
+        partial_queue = _PartialQueue()
+        partial_queue.install()
         load = run_clients(
             stack.api.url,
             stack.options.ingest_key,
@@ -126,6 +134,7 @@ def run(options: SoakOptions, say: Any = print) -> Findings:
             options.clients,
             on_progress=outage.progress,
         )
+        partial_queue.uninstall()
         seconds["load"] = time.monotonic() - loading
         say(f"  sent in {seconds['load']:.1f} s ({len(load.accepted):,} accepted); waiting for the queue to empty")
 
@@ -134,6 +143,8 @@ def run(options: SoakOptions, say: Any = print) -> Findings:
         seconds["drain"] = time.monotonic() - draining
         findings = _findings(stack, switch, load)
         findings.drained = drained
+        findings.ingest_partial_failures = partial_queue.failures
+        findings.ingest_objects_queued_before_503 = partial_queue.objects_queued
         if len(outage.window) == 2:
             began, ended = outage.window
             findings.outage_seconds = round(ended - began, 1)
@@ -145,6 +156,51 @@ def run(options: SoakOptions, say: Any = print) -> Findings:
     seconds["total"] = time.monotonic() - started
     findings.seconds = {name: round(value, 1) for name, value in seconds.items()}
     return findings
+
+
+class _PartialQueue:
+    """SQS accepting the first message of a request and refusing the rest, as it may under load.
+
+    Every EVERY-th call that sends several messages; the ingest function runs in this process, so
+    its queue module is the one patched (the sender sends nothing to SQS).
+    """
+
+    EVERY = 3
+
+    def __init__(self) -> None:
+        from braze_forwarder import queue
+
+        self.queue = queue
+        self.real = queue.send_messages
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.failures = 0
+        self.objects_queued = 0
+
+    def install(self) -> None:
+        self.queue.send_messages = self._send
+
+    def uninstall(self) -> None:
+        self.queue.send_messages = self.real
+
+    def _send(self, queue_url: str, bodies: Any) -> None:
+        if len(bodies) < 2:
+            return self.real(queue_url, bodies)
+        with self.lock:
+            self.calls += 1
+            hit = self.calls % self.EVERY == 0
+        if not hit:
+            return self.real(queue_url, bodies)
+        self.real(queue_url, bodies[:1])
+        with self.lock:
+            self.failures += 1
+            self.objects_queued += len(self.queue.decode(bodies[0]).items)
+        raise self.queue.QueueUnavailable(
+            f"SQS did not accept {len(bodies) - 1} of {len(bodies)} messages (soak fault)",
+            queued=1,
+            total=len(bodies),
+            queued_positions=frozenset({0}),
+        )
 
 
 def _configure(stack: Any, options: SoakOptions) -> None:

@@ -85,7 +85,7 @@ def fresh_caches() -> Iterator[None]:
     from braze_forwarder import aws
     from braze_forwarder.config import settings
     from braze_forwarder.exports import start as export_start
-    from braze_forwarder.ingest import auth, idempotency
+    from braze_forwarder.ingest import auth, idempotency, partial
     from braze_forwarder.ingest.webhooks import signing_secrets
     from braze_forwarder.observability import metrics
 
@@ -95,6 +95,7 @@ def fresh_caches() -> Iterator[None]:
         parameters.clear_caches()
         auth.reset()
         idempotency.reset()
+        partial.reset()
         signing_secrets.reset()
         export_start.reset()
         metrics.clear_metrics()

@@ -319,6 +319,50 @@ def test_the_store_learns_a_value_only_once_braze_accepted_it(send, braze, aws_s
     assert not item["a.plan"]["S"].startswith("-|")
 
 
+def test_a_change_back_is_sent_when_recording_the_change_failed(send, braze, aws_stack, delta, monkeypatch, capsys):
+    from braze_forwarder.delivery import attribute_state
+
+    send(envelope([attributes(plan="free")], received_at=T1))
+    real_write = attribute_state.DynamoAttributeStore.write
+
+    def no_known_values(store, user, entries):
+        if any(written.digest is not None for written in entries.values()):
+            raise RuntimeError("the store refused the write")  # after Braze accepted the value
+        real_write(store, user, entries)
+
+    monkeypatch.setattr(attribute_state.DynamoAttributeStore, "write", no_known_values)
+    assert failed_ids(send(envelope([attributes(plan="pro")], received_at=T2))) == []
+    assert metric_values(capsys.readouterr().out, "AttributeStateWriteErrors") == [1.0]
+    monkeypatch.setattr(attribute_state.DynamoAttributeStore, "write", real_write)
+
+    assert failed_ids(send(envelope([attributes(plan="free")], received_at=T3))) == []
+
+    assert profile(braze)["attributes"] == {"plan": "free"}  # not left at "pro"
+    assert sent_attributes(braze)[-1] == [{"external_id": "u-1", "plan": "free"}]
+
+
+def test_an_unchanged_or_new_value_costs_no_extra_store_write(send, braze, aws_stack, delta, monkeypatch):
+    from braze_forwarder.delivery import attribute_state
+
+    writes: list[dict[str, Any]] = []
+    real_write = attribute_state.DynamoAttributeStore.write
+    monkeypatch.setattr(
+        attribute_state.DynamoAttributeStore,
+        "write",
+        lambda store, user, entries: (writes.append(dict(entries)), real_write(store, user, entries)),
+    )
+
+    send(envelope([attributes(plan="free")], received_at=T1))  # new: nothing stored to go stale
+    send(envelope([attributes(plan="free")], received_at=T2))  # unchanged: nothing sent
+    assert len(writes) == 1
+
+    send(envelope([attributes(plan="pro")], received_at=T3))  # a change of a known value
+    assert [sorted((n, w.digest is None) for n, w in e.items()) for e in writes[1:]] == [
+        [("plan", True)],  # marked unknown before sending
+        [("plan", False)],  # and recorded once Braze accepted it
+    ]
+
+
 def test_non_billable_fields_always_go_through(send, braze, delta):
     free = {
         "email_subscribe": "opted_in",
@@ -336,7 +380,12 @@ def test_non_billable_fields_always_go_through(send, braze, delta):
 
 
 def test_an_unreadable_store_sends_everything(send, braze, aws_stack, delta, monkeypatch, capsys):
-    monkeypatch.setenv("ATTRIBUTE_STATE_TABLE", "no-such-table")
+    from braze_forwarder.delivery import attribute_state
+
+    def unreadable(store, users):
+        raise RuntimeError("the store cannot be read")
+
+    monkeypatch.setattr(attribute_state.DynamoAttributeStore, "read", unreadable)
     body = envelope([attributes(plan="pro")])
 
     assert failed_ids(send(body)) == []
@@ -344,7 +393,35 @@ def test_an_unreadable_store_sends_everything(send, braze, aws_stack, delta, mon
     assert sent_attributes(braze) == [[{"external_id": "u-1", "plan": "pro"}]]
     printed = capsys.readouterr().out
     assert metric_values(printed, "AttributeStateReadErrors") == [1.0]
+    [item] = stored(aws_stack)
+    assert not item["a.plan"]["S"].startswith("-|")  # marked unknown first, then recorded
+
+
+def test_an_unreachable_store_holds_back_attributes_until_it_is_back(
+    send, braze, aws_stack, delta, monkeypatch, capsys
+):
+    # Not readable, and the values it may hold cannot be marked unknown: sending would risk a stale
+    # "last sent" value that a later change back would be compared with. Events still go.
+    from braze_forwarder.delivery import attribute_state
+
+    def unreachable(*_args):
+        raise RuntimeError("the store cannot be reached")
+
+    body = envelope([attributes(plan="pro"), event(1)])
+    with monkeypatch.context() as outage:
+        outage.setattr(attribute_state.DynamoAttributeStore, "read", unreachable)
+        outage.setattr(attribute_state.DynamoAttributeStore, "write", unreachable)
+
+        assert failed_ids(send(body)) == ["msg-0"]
+
+    assert sent_attributes(braze) == [[]]
+    printed = capsys.readouterr().out
+    assert metric_values(printed, "AttributeStateReadErrors") == [1.0]
     assert metric_values(printed, "AttributeStateWriteErrors") == [1.0]
+
+    assert failed_ids(send(body)) == []  # the ledger keeps the event from going twice
+    assert profile(braze)["attributes"] == {"plan": "pro"}
+    assert sum(1 for r in braze.requests if r.path == "/users/track" and r.json.get("events")) == 1
 
 
 def _ms(iso: str) -> int:

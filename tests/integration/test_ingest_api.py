@@ -362,6 +362,108 @@ def test_failed_batch_entries_are_retried(api, aws_stack, monkeypatch):
     assert positions == list(range(100))
 
 
+def _queue_failing_after(monkeypatch, accepted_messages: int) -> dict[str, int]:
+    """SQS accepts the first `accepted_messages` messages, then refuses every entry (a partial outage)."""
+    from braze_forwarder import aws
+
+    sqs = aws.client("sqs")
+    real_send = sqs.send_message_batch
+    state = {"accepted": 0, "budget": accepted_messages}
+
+    def partly(**kwargs):
+        entries = kwargs["Entries"]
+        room = max(0, state["budget"] - state["accepted"])
+        if room:
+            real_send(QueueUrl=kwargs["QueueUrl"], Entries=entries[:room])
+            state["accepted"] += min(room, len(entries))
+        failed = entries[room:]
+        return {
+            "Successful": [],
+            "Failed": [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError"} for e in failed],
+        }
+
+    monkeypatch.setattr(sqs, "send_message_batch", partly)
+    return state
+
+
+def _queued_indexes(stack) -> list[int]:
+    return sorted(item.index for envelope in queued_envelopes(stack) for item in envelope.items)
+
+
+@pytest.mark.parametrize("key", [None, "order-77"], ids=["no-key", "idempotency-key"])
+def test_a_retry_after_a_partial_queue_failure_queues_only_what_was_not_queued(api, aws_stack, monkeypatch, key):
+    monkeypatch.setenv("MAX_MESSAGE_BYTES", str(16 * 1024))
+    body = {"events": [event_obj(i, properties={"padding": "p" * 200}) for i in range(100)]}
+    headers = {"idempotency-key": key} if key else {}
+    state = _queue_failing_after(monkeypatch, accepted_messages=2)
+
+    first = api("/users/track", body, headers=headers)
+
+    assert first.status == 503 and state["accepted"] == 2
+    state["budget"] = 10**6  # SQS is back
+    second = api("/users/track", body, headers=headers)
+
+    assert second.status == 202 and second.body["events_queued"] == 100
+    assert _queued_indexes(aws_stack) == list(range(100))  # each object once, none twice
+
+
+def test_after_the_retry_the_same_body_again_is_a_new_request(api, aws_stack, monkeypatch):
+    monkeypatch.setenv("MAX_MESSAGE_BYTES", str(16 * 1024))
+    body = {"events": [event_obj(i, properties={"padding": "p" * 200}) for i in range(100)]}
+    state = _queue_failing_after(monkeypatch, accepted_messages=2)
+    assert api("/users/track", body).status == 503
+    state["budget"] = 10**6
+    assert api("/users/track", body).status == 202
+
+    assert api("/users/track", body).status == 202  # a legitimate repeat: queued whole
+
+    assert _queued_indexes(aws_stack) == sorted(list(range(100)) * 2)
+
+
+def test_a_retry_that_fails_again_keeps_what_both_queued(api, aws_stack, monkeypatch):
+    monkeypatch.setenv("MAX_MESSAGE_BYTES", str(16 * 1024))
+    body = {
+        "events": [event_obj(i, properties={f"pad{k}": "p" * 200 for k in range(4)}) for i in range(100)]
+    }  # six messages
+    state = _queue_failing_after(monkeypatch, accepted_messages=1)
+    assert api("/users/track", body).status == 503
+    state["budget"] = 3
+    assert api("/users/track", body).status == 503
+    state["budget"] = 10**6
+
+    assert api("/users/track", body).status == 202
+
+    assert _queued_indexes(aws_stack) == list(range(100))
+
+
+def test_when_nothing_failed_recently_a_request_reads_and_writes_no_store(api, aws_stack, monkeypatch):
+    from braze_forwarder import aws
+
+    dynamodb = aws.client("dynamodb")
+    calls: list[str] = []
+    for name in ("get_item", "put_item", "delete_item", "update_item"):
+        real = getattr(dynamodb, name)
+        monkeypatch.setattr(dynamodb, name, lambda _real=real, _name=name, **kw: (calls.append(_name), _real(**kw))[1])
+
+    for n in range(5):
+        assert api("/users/track", {"events": [event_obj(n)]}).status == 202
+
+    assert calls == ["get_item"]  # the marker, read once per execution environment every 2 s at most
+
+
+def test_identical_bodies_without_a_partial_failure_are_each_queued(api, aws_stack):
+    body = {
+        "purchases": [
+            {"external_id": "u-1", "product_id": "tea", "currency": "EUR", "price": 3, "time": "2026-11-22T07:00:00Z"}
+        ]
+    }
+
+    assert api("/users/track", body).status == 202
+    assert api("/users/track", body).status == 202
+
+    assert len(queued_envelopes(aws_stack)) == 2  # two real purchases, not merged
+
+
 # ---------------------------------------------------------------- idempotency
 
 

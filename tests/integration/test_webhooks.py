@@ -252,6 +252,68 @@ def test_an_invoice_and_its_payment_intent_count_once_on_older_api_versions(hook
     assert len(queued_objects(aws_stack, "purchases")) == 2  # one per invoice line, once
 
 
+def _subscription_payment_on_a_new_api_version() -> tuple[dict[str, Any], dict[str, Any]]:
+    """invoice.paid and the payment_intent.succeeded of the same money, as API versions from
+    2025-03-31 send them: the PaymentIntent has no `invoice` field, the invoice no `payment_intent`."""
+    invoice = sample_body("stripe_invoice_paid")
+    bill = invoice["data"]["object"]
+    assert "payment_intent" not in bill and "payments" not in bill
+    intent = sample_body("stripe_payment_intent_succeeded")
+    intent["id"] = "evt_3QxSampleInvoicePiBasil"
+    intent["created"] = bill["status_transitions"]["paid_at"] + 1
+    intent["data"]["object"].update(
+        id="pi_3QxSampleInvoicePiBasil",
+        customer=bill["customer"],
+        currency=bill["currency"],
+        amount=bill["amount_paid"],
+        amount_received=bill["amount_paid"],
+        description="Subscription update",
+        metadata={},
+    )
+    assert "invoice" not in intent["data"]["object"]
+    return invoice, intent
+
+
+@pytest.mark.parametrize("intent_first", [True, False], ids=["intent-first", "invoice-first"])
+def test_an_invoice_and_its_payment_intent_count_once_on_api_versions_from_2025_03_31(hook, aws_stack, intent_first):
+    invoice, intent = _subscription_payment_on_a_new_api_version()
+    first, second = (intent, invoice) if intent_first else (invoice, intent)
+
+    assert hook("stripe", first).body["message"] == "queued"
+    reply = hook("stripe", second)
+
+    assert reply.status == 200 and reply.body["message"] == "ignored"
+    purchases = queued_objects(aws_stack, "purchases")
+    paid = invoice["data"]["object"]["amount_paid"] / 100
+    assert round(sum(p["price"] * p.get("quantity", 1) for p in purchases), 2) in (paid, 30.0)  # once
+
+
+def test_an_invoice_names_its_payment_intent_in_payments_when_stripe_includes_them(hook, aws_stack):
+    invoice, intent = _subscription_payment_on_a_new_api_version()
+    intent["created"] += 3600  # far apart: only the InvoicePayment links them
+    invoice["data"]["object"]["payments"] = {
+        "object": "list",
+        "data": [
+            {
+                "object": "invoice_payment",
+                "payment": {"type": "payment_intent", "payment_intent": "pi_3QxSampleInvoicePiBasil"},
+            }
+        ],
+        "has_more": False,
+    }
+
+    assert hook("stripe", invoice).body["message"] == "queued"
+    assert hook("stripe", intent).body["message"] == "ignored"
+
+
+def test_the_same_amount_paid_by_one_customer_an_hour_apart_counts_twice(hook, aws_stack):
+    invoice, intent = _subscription_payment_on_a_new_api_version()
+    intent["created"] += 3600  # a one-off payment of the same amount, later: another payment
+
+    assert hook("stripe", invoice).body["message"] == "queued"
+    assert hook("stripe", intent).body["message"] == "queued"
+
+
 def test_two_partial_refunds_each_carry_their_own_amount(hook, aws_stack):
     first = sample_body("stripe_charge_refunded")
     first["data"]["object"]["amount_refunded"] = 1000

@@ -41,10 +41,11 @@ class EnvelopeError(ValueError):
 class QueueUnavailable(RuntimeError):
     """SQS did not accept every message after retries."""
 
-    def __init__(self, message: str, queued: int, total: int) -> None:
+    def __init__(self, message: str, queued: int, total: int, queued_positions: frozenset[int] = frozenset()) -> None:
         super().__init__(message)
         self.queued = queued
         self.total = total
+        self.queued_positions = queued_positions  # the bodies SQS did accept, by their place in the list
 
 
 # One object ready for a message: (array, index, compact ASCII JSON), the array and index being the
@@ -117,15 +118,19 @@ def build_messages(
     correlation_id: str | None,
     max_message_bytes: int,
     received_at: str | None = None,
+    spans: list[tuple[int, int]] | None = None,
 ) -> list[str]:
     """Pack items, in order, into as few envelopes as fit max_message_bytes each.
 
-    The caller guarantees each item fits a message on its own (see max_object_bytes).
+    The caller guarantees each item fits a message on its own (see max_object_bytes). `spans`, when
+    given, receives each message's items as a (start, end) slice of `items`.
     """
     received_at = received_at or utc_now_iso()
     fragments = _fragments(items)
     head = _head(kind, source, received_at, correlation_id)
     if len(head) + 2 + sum(map(len, fragments)) + len(fragments) <= max_message_bytes:
+        if spans is not None:
+            spans.append((0, len(fragments)))
         return [head + ",".join(fragments) + "]}"]  # the usual request: one message
     messages: list[str] = []
     start, count = 0, len(fragments)
@@ -138,6 +143,8 @@ def build_messages(
             size += len(fragments[end]) + 1
             end += 1
         messages.append(head + ",".join(fragments[start:end]) + "]}")
+        if spans is not None:
+            spans.append((start, end))
         start = end
     return messages
 
@@ -197,14 +204,16 @@ def send_messages(queue_url: str, bodies: Sequence[str]) -> None:
     SQS reports as the sender's fault are not retried: the same body would fail again.
     """
     pending = list(enumerate(bodies))
+    accepted: set[int] = set()
     for attempt in range(_SEND_ATTEMPTS):
         if attempt:
             time.sleep(0.05 * 2**attempt)
         retryable: list[tuple[int, str]] = []
         for batch in _batches(pending):
             failures = _send_batch(queue_url, batch)
+            failed = {position for position, _, _ in failures}
+            accepted.update(position for position, _ in batch if position not in failed)
             if any(sender_fault for _, _, sender_fault in failures):
-                pending = [(position, body) for position, body, _ in failures]
                 break
             retryable.extend((position, body) for position, body, _ in failures)
         else:
@@ -214,10 +223,12 @@ def send_messages(queue_url: str, bodies: Sequence[str]) -> None:
             pending = retryable
             continue
         break
+    refused = len(bodies) - len(accepted)
     raise QueueUnavailable(
-        f"SQS did not accept {len(pending)} of {len(bodies)} messages",
-        queued=len(bodies) - len(pending),
+        f"SQS did not accept {refused} of {len(bodies)} messages",
+        queued=len(accepted),
         total=len(bodies),
+        queued_positions=frozenset(accepted),
     )
 
 

@@ -10,9 +10,12 @@ The sender calls `prepare` before packing and `settle` right after sending:
    was received before the value last sent (an older value never overwrites a newer one).
    Operations (`inc`, array operations, `_merge_objects` merges) and subscription states, groups and
    push tokens always go through. An object left with nothing to write is not sent: its members
-   count as delivered. After sending, one write per user records what Braze accepted; what may or
-   may not have reached the profile (a failed call, an update-only object) is recorded as unknown, so
-   it is never taken for the profile's value.
+   count as delivered. A value the store vouches for that an object changes is first marked unknown
+   (one write per such user, before sending: a failed record after sending then leaves "unknown", not
+   the old value); a user whose marking fails is held back (its messages come back). After sending,
+   one write per user records what Braze accepted; what may or may not have reached the profile (a
+   failed call, an update-only object) is recorded as unknown, so it is never taken for the
+   profile's value.
 
 Delta sending covers objects that name the user by external_id: the one identifier that always
 means the same profile. Aliases, emails and phones can be merged into other profiles by
@@ -58,6 +61,7 @@ class _Slot:
     user: str | None = None  # the store's key, when delta sending covers the object
     stale: int = 0
     parcel: Parcel | None = None
+    held: bool = False  # its stored values could not be marked unknown: not sent, retried
 
 
 class DataPointSavings:
@@ -74,6 +78,7 @@ class DataPointSavings:
         self._slots: list[_Slot] = []
         self._prepared: list[Parcel] = []
         self._states: dict[str, dict[str, Written]] = {}
+        self._unknowns: dict[str, dict[str, Written]] = defaultdict(dict)  # written before sending
 
     # ------------------------------------------------------------------ before packing
 
@@ -91,8 +96,11 @@ class DataPointSavings:
             logger.exception("could not coalesce the batch's attributes; sending them as received")
             metrics.add_metric(name="DataPointSavingsErrors", unit=MetricUnit.Count, value=1)
             self._slots, self._states = [], {}
+            self._unknowns.clear()
             self._prepared = list(parcels)
             return self._prepared
+        if self._unknowns:
+            self._mark_unknown_before_sending()
         anchors = self._make_parcels(attributes)
         taken = {id(p) for p in attributes}
         prepared: list[Parcel] = []
@@ -131,9 +139,14 @@ class DataPointSavings:
         try:
             self._states = self.store.read({slot.user for slot in covered if slot.user is not None})
         except Exception:
-            # Everything is sent as it is: data points spent, nothing lost.
-            logger.exception("could not read the attribute state; sending every value of this batch")
+            # Everything is sent as it is: data points spent, nothing lost. What the store holds is
+            # not known, so every value sent is first marked unknown there (see _mark_unknown_before_sending).
+            logger.exception("could not read the attribute state; sending every value, marked unknown first")
             metrics.add_metric(name="AttributeStateReadErrors", unit=MetricUnit.Count, value=1)
+            for slot in covered:
+                assert slot.object is not None and slot.user is not None and slot.fold.identity is not None
+                for name in _written_names(slot.object, slot.fold.identity):
+                    self._note_unknown(slot.user, name, slot.fold.times.get(name), None)
             return
         # Attributes an earlier object of the user in this batch sends: the stored value no longer
         # says what the profile holds when a later object's value is applied.
@@ -164,10 +177,49 @@ class DataPointSavings:
                 else:
                     kept[name] = value
             touched[slot.user].update(name for name in kept if name not in slot.fold.identity)
+            for name in _written_names(kept, slot.fold.identity):
+                written = state.get(name)
+                if written is not None and written.digest is not None:
+                    # The store vouches for a value this object changes. Should recording the new
+                    # value fail after Braze accepted it, the store would go on vouching for the old
+                    # one and a change back to it would be left out: mark it unknown first.
+                    self._note_unknown(slot.user, name, slot.fold.times.get(name), written.at)
             if dropped:
                 writes = [name for name in kept if name not in slot.fold.identity and name not in CONTROL_KEYS]
                 slot.object = kept if writes else None
                 slot.sent_points = data_points("attributes", kept) if writes else 0
+
+    def _note_unknown(self, user: str, name: str, received: int | None, stored_at: int | None) -> None:
+        entries = self._unknowns[user]
+        prior = entries.get(name)
+        entries[name] = Written(None, _later(_later(received, stored_at), prior.at if prior else None))
+
+    def _mark_unknown_before_sending(self) -> None:
+        """One write per user whose stored values this batch changes: those values become unknown
+        before Braze sees the new ones. A user whose write fails is not sent this time (retried)."""
+        assert self.store is not None
+        store, users = self.store, list(self._unknowns.items())
+        failed: set[str] = set()
+        with ThreadPoolExecutor(max_workers=min(_WRITE_WORKERS, len(users)), thread_name_prefix="state") as pool:
+            futures = {pool.submit(store.write, user, entries): user for user, entries in users}
+            for future, user in futures.items():
+                if future.exception() is not None:
+                    failed.add(user)
+        for user, entries in users:
+            if user not in failed:
+                known = self._states.setdefault(user, {})
+                known.update(entries)  # what the store now holds
+        self._unknowns.clear()
+        if not failed:
+            return
+        logger.error(
+            "could not mark attribute values unknown before sending; holding those users' attributes back",
+            extra={"users": len(failed), "of_users": len(users)},
+        )
+        metrics.add_metric(name="AttributeStateWriteErrors", unit=MetricUnit.Count, value=len(failed))
+        for slot in self._slots:
+            if slot.user in failed and slot.object is not None:
+                slot.held = True
 
     def _make_parcels(self, attributes: list[Parcel]) -> dict[int, list[Parcel]]:
         """Build each slot's parcel; return them by the id of their user's first attributes parcel."""
@@ -177,6 +229,10 @@ class DataPointSavings:
         anchors: dict[int, list[Parcel]] = defaultdict(list)
         for slot in self._slots:
             lead = slot.members[0]
+            if slot.held:
+                for member in slot.members:
+                    member.state = State.FAILED  # its message comes back; nothing was sent
+                continue
             if slot.object is None:
                 for member in slot.members:
                     member.state = State.DELIVERED  # nothing needed sending
@@ -215,6 +271,8 @@ class DataPointSavings:
             if p.kind == "track" and p.state is State.DELIVERED and id(p) not in counted
         )
         for slot in self._slots:
+            if slot.held:
+                continue
             if slot.parcel is None or slot.parcel.state is State.DELIVERED:
                 self.counts["DataPointsSavedCoalescing"] += slot.input_points - slot.coalesced_points
                 self.counts["DataPointsSavedDelta"] += slot.coalesced_points - slot.sent_points
@@ -270,6 +328,11 @@ class DataPointSavings:
             raise TimeoutError("no time left in the invocation")
         assert self.store is not None
         self.store.write(user, entries)
+
+
+def _written_names(obj: dict[str, Any], identity: dict[str, Any]) -> list[str]:
+    """The attributes an object writes that the store keeps (not its identifier, controls or free fields)."""
+    return [name for name in obj if name not in identity and name not in CONTROL_KEYS and name not in FREE_ATTRIBUTES]
 
 
 def _received_ms(parcel: Parcel, cache: dict[int, int | None]) -> int | None:

@@ -9,8 +9,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from braze_forwarder.config import IngestSettings, settings
 from braze_forwarder.http_answers import RequestRejected
-from braze_forwarder.ingest import auth, idempotency
-from braze_forwarder.ingest.service import ROUTES, Answer, accept
+from braze_forwarder.ingest import auth, idempotency, partial
+from braze_forwarder.ingest.service import ROUTES, Answer, Retries, accept
 from braze_forwarder.observability import MetricUnit, logger, metrics
 from braze_forwarder.queue import Kind
 from braze_forwarder.request_body import parse_json_deferring_keys, read_body
@@ -33,6 +33,14 @@ def receive(event: APIGatewayProxyEventV2, kind: Kind, lambda_context: LambdaCon
     data = read_body(event.body, event.is_base64_encoded, config.max_body_bytes)
     route = ROUTES[kind]
     correlation_id = logger.get_correlation_id()
+    retries = Retries(
+        config.idempotency_table,
+        client,
+        kind,
+        key,
+        data,
+        config.idempotency_ttl_seconds if key is not None else partial.UNKEYED_WINDOW_SECONDS,
+    )
 
     def compute() -> Answer:
         return accept(
@@ -43,6 +51,7 @@ def receive(event: APIGatewayProxyEventV2, kind: Kind, lambda_context: LambdaCon
             queue_url=config.events_queue_url,
             max_message_bytes=config.max_message_bytes,
             max_json_depth=config.max_json_depth,
+            retries=retries,
         )
 
     if key is None:

@@ -7,6 +7,7 @@ the answers it already understands, only earlier and with a reason.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from braze_forwarder.braze.validation import (
     check_track_object,
 )
 from braze_forwarder.http_answers import RequestRejected, braze_message
+from braze_forwarder.ingest import partial
 from braze_forwarder.observability import MetricUnit, logger, metrics, single_metric
 from braze_forwarder.request_body import DeferredKeysBody
 
@@ -61,6 +63,21 @@ class Answer:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Retries:
+    """How a retry of this request is recognised after a partial queue failure (see ingest.partial)."""
+
+    table: str
+    client: str
+    route: str
+    key: str | None
+    body: bytes
+    window_seconds: int
+
+    def scope(self) -> str:  # the body's digest only when needed: not on the usual path
+        return partial.scope(self.client, self.route, self.key, hashlib.sha256(self.body).hexdigest())
+
+
 def accept(
     route: Route,
     body: DeferredKeysBody,
@@ -70,8 +87,12 @@ def accept(
     queue_url: str,
     max_message_bytes: int,
     max_json_depth: int,
+    retries: Retries | None = None,
 ) -> Answer:
-    """Validate every object of a parsed body, queue the valid ones and answer as Braze would."""
+    """Validate every object of a parsed body, queue the valid ones and answer as Braze would.
+
+    With `retries`, a request that repeats one whose queueing partly failed queues only the objects
+    that request did not; and a partial failure of this one is recorded for its own retry."""
     try:
         batches = _arrays_of(route, body.document)
     except RequestRejected:
@@ -123,13 +144,38 @@ def accept(
                 **listed,
             },
         )
-    messages = queue.build_messages(
-        route.kind, items, source=client, correlation_id=correlation_id, max_message_bytes=max_message_bytes
+    before: partial.Queued = frozenset()
+    if retries is not None:
+        before = partial.take(retries.table, retries.scope(), keyed=retries.key is not None)
+        if before:
+            logger.info("a retry of a partly queued request: queueing the rest", extra={"queued_before": len(before)})
+            items = [item for item in items if (item[0], item[1]) not in before]
+    spans: list[tuple[int, int]] | None = [] if retries is not None else None
+    messages = (
+        queue.build_messages(
+            route.kind,
+            items,
+            source=client,
+            correlation_id=correlation_id,
+            max_message_bytes=max_message_bytes,
+            spans=spans,
+        )
+        if items
+        else []
     )
     try:
         queue.send_messages(queue_url, messages)
     except queue.QueueUnavailable as exc:
         logger.error("queue refused messages", extra={"queued": exc.queued, "total": exc.total})
+        if retries is not None and spans is not None and (exc.queued_positions or before):
+            queued = {(items[i][0], items[i][1]) for p in exc.queued_positions for i in range(*spans[p])}
+            partial.remember(
+                retries.table,
+                retries.scope(),
+                queued | before,
+                keyed=retries.key is not None,
+                window_seconds=retries.window_seconds,
+            )
         raise RequestRejected(
             503,
             "queue_unavailable",

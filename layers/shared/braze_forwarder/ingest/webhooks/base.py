@@ -74,6 +74,10 @@ class Mapped:
     payment_keys: tuple[str, ...] = ()
     """Ids of the money this event counts (PaymentIntent, invoice): one purchase per payment, whichever
     of the provider's several events for it arrives first."""
+    shared_keys: tuple[str, ...] = ()
+    """Claimed for this event without a condition: events of the same kind may hold them together."""
+    absent_keys: tuple[str, ...] = ()
+    """Keys that must not be held: another kind of event already counted the same money."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +304,13 @@ def purchase_object(product_id: str, currency: str, price: float, time: str, pro
 
 
 def for_user(
-    user: User | None, objects: list[BrazeObject], *, not_found: str, payment_keys: tuple[str, ...] = ()
+    user: User | None,
+    objects: list[BrazeObject],
+    *,
+    not_found: str,
+    payment_keys: tuple[str, ...] = (),
+    shared_keys: tuple[str, ...] = (),
+    absent_keys: tuple[str, ...] = (),
 ) -> Mapped | UserNotFound:
     """The objects addressed to `user`, or UserNotFound with them unaddressed."""
     if user is None:
@@ -310,7 +320,7 @@ def for_user(
         # Events and purchases never create an alias-only profile (BRAZE_API.md §2.3); an attributes
         # object with _update_existing_only false, processed before them, makes sure it exists.
         addressed.insert(0, BrazeObject("attributes", {**user.identifier, "_update_existing_only": False}))
-    return Mapped(tuple(addressed), payment_keys)
+    return Mapped(tuple(addressed), payment_keys, shared_keys, absent_keys)
 
 
 def _present(properties: dict[str, Any]) -> dict[str, Any]:

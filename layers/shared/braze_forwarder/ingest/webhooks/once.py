@@ -13,6 +13,8 @@ attribute `expiration`), under key prefixes that cannot meet Powertools' own rec
     payment#<provider>#<payment id>    the payment claim (PaymentIntent or invoice id) of the event
                                        that counts that money; another event for the same money finds
                                        it and queues no second purchase.
+    payment#stripe#money#<kind>#...    Stripe's money keys, for API versions whose PaymentIntent and
+                                       invoice do not name each other (stripe.py).
 
 The one window left (ARCHITECTURE.md "at-least-once"): the function dies after SQS accepted the
 message and before step 2 is written. The marker is then IN_PROGRESS; the provider, having had no
@@ -29,6 +31,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -123,31 +126,52 @@ def release_event(table: str, key: str, owner: str) -> None:
         logger.warning("could not release the webhook event marker", extra={"error": type(exc).__name__})
 
 
-def claim_payments(table: str, keys: Sequence[str], event_id: str, *, ttl_seconds: int) -> bool:
+def claim_payments(
+    table: str,
+    keys: Sequence[str],
+    event_id: str,
+    *,
+    ttl_seconds: int,
+    shared: Sequence[str] = (),
+    absent: Sequence[str] = (),
+) -> bool:
     """Claim every payment key for this event, all or none; False when another event holds one.
 
     The claim names the event, so a retry of the same event (after a crash) finds its own claim and
-    goes on: the money is counted by whichever event claimed it, exactly once.
+    goes on: the money is counted by whichever event claimed it, exactly once. `shared` keys are
+    written whoever holds them (events of one kind share them); `absent` keys must not exist, or the
+    money was counted by another kind of event (Stripe's money keys, see stripe.py).
     """
     now = int(time.time())
+    expiration = {"N": str(now + ttl_seconds)}
+    claims: list[dict[str, Any]] = [
+        {
+            "Put": {
+                "TableName": table,
+                "Item": {"id": {"S": key}, "event_id": {"S": event_id}, "expiration": expiration},
+                "ConditionExpression": "attribute_not_exists(id) OR event_id = :event OR expiration < :now",
+                "ExpressionAttributeValues": {":event": {"S": event_id}, ":now": {"N": str(now)}},
+            }
+        }
+        for key in keys
+    ]
+    claims += [
+        {"Put": {"TableName": table, "Item": {"id": {"S": key}, "event_id": {"S": event_id}, "expiration": expiration}}}
+        for key in shared
+    ]
+    claims += [
+        {
+            "ConditionCheck": {
+                "TableName": table,
+                "Key": {"id": {"S": key}},
+                "ConditionExpression": "attribute_not_exists(id) OR expiration < :now",
+                "ExpressionAttributeValues": {":now": {"N": str(now)}},
+            }
+        }
+        for key in absent
+    ]
     try:
-        aws.client("dynamodb").transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": table,
-                        "Item": {
-                            "id": {"S": key},
-                            "event_id": {"S": event_id},
-                            "expiration": {"N": str(now + ttl_seconds)},
-                        },
-                        "ConditionExpression": "attribute_not_exists(id) OR event_id = :event OR expiration < :now",
-                        "ExpressionAttributeValues": {":event": {"S": event_id}, ":now": {"N": str(now)}},
-                    }
-                }
-                for key in keys
-            ]
-        )
+        aws.client("dynamodb").transact_write_items(TransactItems=claims)
     except ClientError as exc:
         if _code(exc) != "TransactionCanceledException":
             raise _store_unavailable(exc) from None

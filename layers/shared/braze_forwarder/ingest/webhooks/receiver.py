@@ -136,8 +136,15 @@ def _accept(
         return Answer(200, {"message": "kept", "reason": outcome.reason}), "kept"
 
     keys = tuple(once.payment_key(event.provider, payment) for payment in outcome.payment_keys)
+    shared = tuple(once.payment_key(event.provider, payment) for payment in outcome.shared_keys)
+    absent = tuple(once.payment_key(event.provider, payment) for payment in outcome.absent_keys)
     if keys and not once.claim_payments(
-        config.idempotency_table, keys, event.id, ttl_seconds=config.webhook_dedupe_ttl_seconds
+        config.idempotency_table,
+        keys,
+        event.id,
+        ttl_seconds=config.webhook_dedupe_ttl_seconds,
+        shared=shared,
+        absent=absent,
     ):
         _count("WebhookEventsIgnored", event.provider)
         reason = "another event for the same payment already counted it"
@@ -146,7 +153,7 @@ def _accept(
         return _queue(event, outcome.objects, origin, config)
     except BaseException:
         if keys:
-            once.release_payments(config.idempotency_table, keys, event.id)
+            once.release_payments(config.idempotency_table, (*keys, *shared), event.id)
         raise
 
 

@@ -25,8 +25,10 @@ and, with invoice creation on, its invoice; an invoice named its PaymentIntent b
 2025-03-31), and each purchase claims those ids in the dedupe table (see once.py): whichever
 event of a payment arrives first queues the purchase, the others answer "ignored". A
 payment_intent.succeeded whose `invoice` is set (API versions before 2025-03-31) is left to
-invoice.paid outright. Newer API versions no longer link a PaymentIntent to its invoice at all;
-docs/webhooks.md says to leave payment_intent.succeeded unsubscribed when Stripe Billing is in use.
+invoice.paid outright. Newer API versions (from 2025-03-31) no longer link a PaymentIntent to its
+invoice; invoice.paid then claims the PaymentIntents of the invoice's `payments` when the event
+includes them, and otherwise both events meet on money keys (customer, currency, amount, minute
+paid; see _money_keys), so each payment is counted once whichever events are subscribed.
 
 Refunds: charge.refunded carries `amount_refunded` cumulatively; the refund event carries what
 this event refunded (`data.previous_attributes.amount_refunded` subtracted when Stripe sends it).
@@ -177,6 +179,31 @@ def _product_from_metadata(metadata: object, default: str) -> str:
     return product or default
 
 
+# Money keys: on API versions from 2025-03-31 neither a PaymentIntent nor an invoice.paid event names
+# the other (the invoice's `payments` list is includable, so webhooks carry it only sometimes). The
+# payment is then recognised by what both events do carry: the customer, the currency, the amount
+# and the moment it was paid. Each event writes a key for its own kind in its minute and requires
+# that no key of the other kind exists in the minute before, the same or after: events of the same
+# money (paid within a second of each other) always meet; payments of the same customer and amount
+# more than two minutes apart never do. Events of one kind share their key, so two invoices of the
+# same amount in one minute are both counted.
+_MONEY_MINUTE = 60
+
+
+def _money_keys(
+    kind: str, other: str, customer: str | None, currency: str, amount: int, paid_at: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the key this event shares with its kind, the other kind's keys that must be absent)."""
+    if customer is None:
+        return (), ()
+    minute = paid_at // _MONEY_MINUTE
+
+    def key(of: str, at: int) -> str:
+        return f"money#{of}#{customer}#{currency}#{amount}#{at}"
+
+    return (key(kind, minute),), tuple(key(other, at) for at in (minute - 1, minute, minute + 1))
+
+
 def _payment_intent_succeeded(c: _Context) -> Outcome:
     intent = c.object
     if object_id(intent.get("invoice")) is not None:
@@ -195,7 +222,19 @@ def _payment_intent_succeeded(c: _Context) -> Outcome:
         c.time,
         {"provider": NAME, "payment_intent": intent_id},
     )
-    return for_user(c.user(intent.get("metadata")), [purchase], not_found=c.not_found(), payment_keys=(intent_id,))
+    shared: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()
+    if "invoice" not in intent:  # API versions from 2025-03-31: it may pay an invoice, unnamed
+        created = c.event.payload["created"]
+        shared, absent = _money_keys("intent", "invoice", object_id(intent.get("customer")), currency, amount, created)
+    return for_user(
+        c.user(intent.get("metadata")),
+        [purchase],
+        not_found=c.not_found(),
+        payment_keys=(intent_id,),
+        shared_keys=shared,
+        absent_keys=absent,
+    )
 
 
 def _checkout_session(c: _Context, *, async_payment_succeeded: bool) -> Outcome:
@@ -258,13 +297,25 @@ def _invoice_paid(c: _Context) -> Outcome:
         purchases = [
             _invoice_line(c, line, position, currency, exponent, common) for position, line in enumerate(lines)
         ]
-    keys = tuple(key for key in (invoice_id, object_id(invoice.get("payment_intent"))) if key is not None)
+    intents = [object_id(invoice.get("payment_intent"))]  # API versions before 2025-03-31
+    payments = dig(invoice, "payments", "data")  # later ones, when Stripe includes the InvoicePayments
+    if isinstance(payments, list):
+        intents += [object_id(dig(p, "payment", "payment_intent")) for p in payments]
+    keys = tuple(dict.fromkeys(key for key in (invoice_id, *intents) if key is not None))
+    shared: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()
+    if len(keys) == 1 and "payment_intent" not in invoice:  # nothing names the payment: its money keys
+        paid_at = dig(invoice, "status_transitions", "paid_at")
+        when = paid_at if type(paid_at) is int else c.event.payload["created"]
+        shared, absent = _money_keys(
+            "invoice", "intent", object_id(invoice.get("customer")), currency, amount_paid, when
+        )
     user = c.user(
         invoice.get("metadata"),
         dig(invoice, "parent", "subscription_details", "metadata"),
         dig(invoice, "subscription_details", "metadata"),  # API versions before 2025-03-31
     )
-    return for_user(user, purchases, not_found=c.not_found(), payment_keys=keys)
+    return for_user(user, purchases, not_found=c.not_found(), payment_keys=keys, shared_keys=shared, absent_keys=absent)
 
 
 def _invoice_line(
