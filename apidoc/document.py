@@ -72,7 +72,7 @@ WHEN: dict[str, str] = {
     "request_in_progress": "a request with the same Idempotency-Key is being processed right now",
     "payload_too_large": "the body is over MAX_BODY_BYTES (MaxBodyBytes, 4 MB by default)",
     "idempotency_key_reused": "the same Idempotency-Key with another body, within IDEMPOTENCY_TTL_SECONDS",
-    "queue_unavailable": "the events queue did not take the request: nothing is confirmed",
+    "queue_unavailable": "the queue did not take the whole request: retry it unchanged; nothing is queued twice",
     "idempotency_store_unavailable": "the idempotency store cannot be reached: nothing is confirmed",
     "internal_error": "a bug: the X-Correlation-Id finds it in the function's log",
     "malformed_signature_header": "the provider's signature header cannot be read",
@@ -125,7 +125,7 @@ STATUS_TEXT = {
     422: "The Idempotency-Key was used with another body: nothing was accepted.",
     429: "API Gateway's throttling (ApiThrottlingRateLimit, ApiThrottlingBurstLimit): retry with backoff.",
     500: "An unexpected error: retry.",
-    503: "A dependency is unavailable: nothing was accepted; retry.",
+    503: "A dependency is unavailable: retry; nothing that was accepted is accepted twice.",
 }
 # Error types answered with their own body shape rather than {type, reason}.
 SPECIAL_ERRORS = {"no_valid_objects": "NoValidObjects"}

@@ -179,7 +179,8 @@ def accept(
         raise RequestRejected(
             503,
             "queue_unavailable",
-            "the events queue did not accept the request; nothing is confirmed, retry with the same Idempotency-Key",
+            "the events queue did not accept the whole request; retry it unchanged (with its Idempotency-Key, if it "
+            "had one): what was queued is not queued again",
             {"Retry-After": "5"},
         ) from None
     metrics.add_metric(name="ObjectsAccepted", unit=MetricUnit.Count, value=len(items))
