@@ -168,11 +168,11 @@ def accept(
     except queue.QueueUnavailable as exc:
         logger.error("queue refused messages", extra={"queued": exc.queued, "total": exc.total})
         if retries is not None and spans is not None and (exc.queued_positions or before):
-            queued = {(items[i][0], items[i][1]) for p in exc.queued_positions for i in range(*spans[p])}
+            queued_now = {(items[i][0], items[i][1]) for p in exc.queued_positions for i in range(*spans[p])}
             partial.remember(
                 retries.table,
                 retries.scope(),
-                queued | before,
+                queued_now | before,
                 keyed=retries.key is not None,
                 window_seconds=retries.window_seconds,
             )
