@@ -93,6 +93,7 @@ def run() -> list[list[str]]:
         EVENTS_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/bench",
         INGEST_KEYS_SECRET_ARN="arn:aws:secretsmanager:us-east-1:123456789012:secret:bench",
         IDEMPOTENCY_TABLE="bench",
+        USER_ORDER_TABLE="bench",
     )
     from braze_forwarder import aws
     from braze_forwarder.ingest.auth import hash_key

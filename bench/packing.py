@@ -92,6 +92,8 @@ def throughput_rows() -> list[list[str]]:
                 braze_max_in_flight=in_flight,
                 ledger_table="bench",
                 rejected_bucket="bench",
+                user_order_table="bench",
+                events_queue_url="bench",
             )
             records = []
             for n in range(0, objects, 250):

@@ -188,6 +188,7 @@ KEPT = {
     "IngestKeysSecret",
     "BrazeApiKeySecret",
     "ExportJobsTable",
+    "UserOrderTable",  # the tombstones that keep deleted users deleted while queued objects remain
     "RejectedObjectsBucket",
     "LakeBucket",
     "EventsQueue",  # accepted objects not yet delivered

@@ -10,12 +10,19 @@ import pytest
 
 from braze_forwarder.config import ConfigurationError, IngestSettings, SenderSettings
 
-INGEST = {"EVENTS_QUEUE_URL": "https://sqs/q", "INGEST_KEYS_SECRET_ARN": "arn:secret", "IDEMPOTENCY_TABLE": "t"}
+INGEST = {
+    "EVENTS_QUEUE_URL": "https://sqs/q",
+    "INGEST_KEYS_SECRET_ARN": "arn:secret",
+    "IDEMPOTENCY_TABLE": "t",
+    "USER_ORDER_TABLE": "order",
+}
 SENDER = {
     "BRAZE_REST_ENDPOINT": "https://rest.iad-01.braze.com",
     "BRAZE_API_KEY_SECRET_ARN": "arn:secret",
     "LEDGER_TABLE": "ledger",
     "REJECTED_BUCKET": "rejects",
+    "USER_ORDER_TABLE": "order",
+    "EVENTS_QUEUE_URL": "https://sqs/q",
 }
 
 

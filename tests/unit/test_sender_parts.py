@@ -19,6 +19,8 @@ CONFIG = SenderSettings(
     braze_max_attempts=1,
     ledger_table="not-read",
     rejected_bucket="not-written",
+    user_order_table="not-read",
+    events_queue_url="not-written",
     time_reserve_seconds=0.5,
 )
 

@@ -23,6 +23,7 @@ SETTINGS = WebhookSettings(
     events_queue_url="q",
     ingest_keys_secret_arn="k",
     idempotency_table="t",
+    user_order_table="order",
     webhook_secrets_arn="w",
     rejected_bucket="b",
 )

@@ -202,6 +202,7 @@ class IngestSettings(Settings):
     events_queue_url: str = setting(min_length=1)
     ingest_keys_secret_arn: str = setting(min_length=1)
     idempotency_table: str = setting(min_length=1)
+    user_order_table: str = setting(min_length=1)
     max_body_bytes: int = setting(default=4 * MIB, ge=1 * KIB, le=6 * MIB)
     max_message_bytes: int = setting(default=256 * KIB, ge=16 * KIB, le=SQS_MAX_MESSAGE_BYTES)
     max_json_depth: int = setting(default=32, ge=4, le=256)
@@ -251,6 +252,8 @@ class SenderSettings(Settings):
     delta_sending_enabled: bool = False
     attribute_state_table: str = ""
     attribute_state_ttl_seconds: int = setting(default=90 * 24 * 3600, ge=3600, le=400 * 24 * 3600)
+    user_order_table: str = setting(min_length=1)
+    events_queue_url: str = setting(min_length=1)
 
     def _problems_together(self) -> dict[str, str]:
         if self.delta_sending_enabled and not self.attribute_state_table:

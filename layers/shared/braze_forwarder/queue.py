@@ -5,10 +5,17 @@ The envelope is the only contract between the ingest API (producer) and the Braz
 e.g. lone surrogates), versioned, and carries Braze-shaped objects with the array and index they
 had in the original request, so every delivery result can be traced back to its origin.
 `received_at` is when the values were true: the API's receipt time, or the provider's event time
-for webhooks; the sender orders one user's values by it.
+for webhooks; the sender orders one user's values by it. `accepted_at` is when the forwarder accepted
+the request (the API's clock): the order of deletes, aliases and merges against everything else is
+judged by it (user_order.py, docs/ordering.md). An envelope written before it existed has none, and
+its `received_at` stands in.
 
     {"v": 1, "kind": "track", "id": "<uuid>", "source": "<client>", "received_at": "<ISO-8601>",
-     "correlation_id": "...", "items": [{"array": "events", "index": 3, "object": {...}}, ...]}
+     "accepted_at": "<ISO-8601>", "correlation_id": "...",
+     "items": [{"array": "events", "index": 3, "object": {...}}, ...]}
+
+Items hold Braze's own objects, exactly as the request had them: for `delete` that is an identifier
+(a string in `external_ids` and `braze_ids`, an object in the other arrays).
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ from braze_forwarder import aws
 from braze_forwarder.observability import logger
 
 ENVELOPE_VERSION = 1
-Kind = Literal["track", "identify"]
-KINDS: tuple[Kind, ...] = ("track", "identify")
+Kind = Literal["track", "identify", "delete", "alias", "merge"]
+KINDS: tuple[Kind, ...] = ("track", "identify", "delete", "alias", "merge")
 
 SQS_BATCH_ENTRIES = 10
 SQS_BATCH_BYTES = 1024 * 1024
@@ -62,7 +69,7 @@ def _fragments(items: Iterable[EncodedItem]) -> list[str]:
 class Item:
     array: str
     index: int
-    object: dict[str, Any]
+    object: Any  # a Braze object; for `delete`, an identifier (see the module's docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,12 @@ class Envelope:
     received_at: str
     correlation_id: str | None
     items: tuple[Item, ...]
+    accepted_at: str = ""
+
+    @property
+    def order_time(self) -> str:
+        """When the forwarder accepted these objects: what deletes, aliases and merges are ordered by."""
+        return self.accepted_at or self.received_at
 
 
 def _refuse(value: Any) -> Any:
@@ -118,16 +131,19 @@ def build_messages(
     correlation_id: str | None,
     max_message_bytes: int,
     received_at: str | None = None,
+    accepted_at: str | None = None,
     spans: list[tuple[int, int]] | None = None,
 ) -> list[str]:
     """Pack items, in order, into as few envelopes as fit max_message_bytes each.
 
     The caller guarantees each item fits a message on its own (see max_object_bytes). `spans`, when
-    given, receives each message's items as a (start, end) slice of `items`.
+    given, receives each message's items as a (start, end) slice of `items`. `accepted_at` defaults
+    to now, `received_at` to `accepted_at`.
     """
-    received_at = received_at or utc_now_iso()
+    accepted_at = accepted_at or utc_now_iso()
+    received_at = received_at or accepted_at
     fragments = _fragments(items)
-    head = _head(kind, source, received_at, correlation_id)
+    head = _head(kind, source, received_at, correlation_id, accepted_at=accepted_at)
     if len(head) + 2 + sum(map(len, fragments)) + len(fragments) <= max_message_bytes:
         if spans is not None:
             spans.append((0, len(fragments)))
@@ -136,7 +152,7 @@ def build_messages(
     start, count = 0, len(fragments)
     while start < count:
         if messages:
-            head = _head(kind, source, received_at, correlation_id)
+            head = _head(kind, source, received_at, correlation_id, accepted_at=accepted_at)
         size = len(head) + 2 + len(fragments[start]) + 1
         end = start + 1
         while end < count and size + len(fragments[end]) + 1 <= max_message_bytes:
@@ -156,17 +172,26 @@ _SIZING_TIME = "2000-01-01T00:00:00.000Z"
 
 def max_object_bytes(max_message_bytes: int, source: str, correlation_id: str | None) -> int:
     """The largest encoded object that still fits a message of its own."""
-    head = _head("identify", source, _SIZING_TIME, correlation_id, _SIZING_ID)
+    head = _head("identify", source, _SIZING_TIME, correlation_id, _SIZING_ID, accepted_at=_SIZING_TIME)
     return max_message_bytes - len(head) - 2 - envelope_overhead_bytes(10**9)
 
 
-def _head(kind: Kind, source: str, received_at: str, correlation_id: str | None, envelope_id: str | None = None) -> str:
+def _head(
+    kind: Kind,
+    source: str,
+    received_at: str,
+    correlation_id: str | None,
+    envelope_id: str | None = None,
+    *,
+    accepted_at: str,
+) -> str:
     meta = {
         "v": ENVELOPE_VERSION,
         "kind": kind,
         "id": envelope_id or str(uuid.uuid4()),
         "source": source,
         "received_at": received_at,
+        "accepted_at": accepted_at,
         "correlation_id": correlation_id,
     }
     return encode_object(meta)[:-1] + ',"items":['
@@ -194,14 +219,17 @@ def decode(body: str) -> Envelope:
         received_at=str(data.get("received_at", "")),
         correlation_id=data.get("correlation_id"),
         items=decoded,
+        accepted_at=str(data.get("accepted_at") or ""),
     )
 
 
-def send_messages(queue_url: str, bodies: Sequence[str]) -> None:
+def send_messages(queue_url: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None:
     """Send every body with SendMessageBatch; retry what failed; raise QueueUnavailable if SQS refuses.
 
     SendMessageBatch answers 200 even when entries fail, so each entry's outcome is read. Entries
     SQS reports as the sender's fault are not retried: the same body would fail again.
+    `delay_seconds` (0-900) keeps the messages invisible that long: deletes and merges wait behind
+    the ordering fence (user_order.py).
     """
     pending = list(enumerate(bodies))
     accepted: set[int] = set()
@@ -210,7 +238,7 @@ def send_messages(queue_url: str, bodies: Sequence[str]) -> None:
             time.sleep(0.05 * 2**attempt)
         retryable: list[tuple[int, str]] = []
         for batch in _batches(pending):
-            failures = _send_batch(queue_url, batch)
+            failures = _send_batch(queue_url, batch, delay_seconds)
             failed = {position for position, _, _ in failures}
             accepted.update(position for position, _ in batch if position not in failed)
             if any(sender_fault for _, _, sender_fault in failures):
@@ -246,13 +274,14 @@ def _batches(entries: Iterable[tuple[int, str]]) -> Iterator[list[tuple[int, str
         yield batch
 
 
-def _send_batch(queue_url: str, batch: list[tuple[int, str]]) -> list[tuple[int, str, bool]]:
+def _send_batch(queue_url: str, batch: list[tuple[int, str]], delay_seconds: int = 0) -> list[tuple[int, str, bool]]:
     """Send one batch; return the entries that failed, each with SQS's sender-fault flag."""
     by_id = {str(position): (position, body) for position, body in batch}
+    delay = {"DelaySeconds": delay_seconds} if delay_seconds else {}
     try:
         response = aws.client("sqs").send_message_batch(
             QueueUrl=queue_url,
-            Entries=[{"Id": entry_id, "MessageBody": body} for entry_id, (_, body) in by_id.items()],
+            Entries=[{"Id": entry_id, "MessageBody": body, **delay} for entry_id, (_, body) in by_id.items()],
         )
     except (BotoCoreError, ClientError) as exc:
         logger.warning("SendMessageBatch failed", extra={"error": type(exc).__name__, "entries": len(batch)})

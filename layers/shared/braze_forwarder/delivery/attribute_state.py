@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from braze_forwarder import aws
+from braze_forwarder.user_order import user_digest
 
 PREFIX = "a."
 UNKNOWN = "-"
@@ -54,9 +55,9 @@ def value_digest(value: Any) -> str:
 
 
 def user_id(user: Hashable) -> str:
-    """The store's key for a user (braze.packing.user_key): a digest, so no identifier is stored."""
-    canonical = json.dumps(user, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.blake2b(canonical.encode("ascii"), digest_size=20, person=b"braze-fwd-user").hexdigest()
+    """The store's key for a user (braze.packing.user_key): a digest, so no identifier is stored. The
+    order store keys users the same way, so a delete finds the user's item here."""
+    return user_digest(user)
 
 
 class AttributeStore(Protocol):
