@@ -1,9 +1,14 @@
-"""`rejects list | replay`: the rejected objects the stack kept, and sending them again after a fix.
+"""`rejects list | replay | erase`: the rejected objects the stack kept, sending them again after a
+fix, and erasing the deleted users' objects from them.
 
 The store (layers/shared/braze_forwarder/rejects.py) holds JSON lines under
 rejected/YYYY/MM/DD/HH/<time>-<id>.jsonl (webhooks under rejected/webhooks/...). Each line has
 rejected_at, reason {type, message}, origin (where it came from) and object (None when there is
 no single Braze object to send again: an unreadable envelope, errors Braze tied to no object).
+
+A replay never sends an object whose user was deleted (POST /users/delete) after the object was
+accepted: the API would accept it anew and re-create the user. `erase` takes such objects out of
+the store for good (docs/personal-data.md).
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ import argparse
 import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
+from cli import deletions
 from cli.errors import CliError
 from cli.target import Target
+
+if TYPE_CHECKING:
+    from braze_forwarder.rejects import Rewrite
 
 PREFIX = "rejected/"
 REPLAY_CHUNK = 75  # objects per API request: Braze's /users/track limit, which the API keeps
@@ -46,6 +55,19 @@ class Rejected:
     @property
     def reason_message(self) -> str:
         return str((self.record.get("reason") or {}).get("message") or "")
+
+    @property
+    def accepted_at(self) -> str:
+        from braze_forwarder.rejects import accepted_at
+
+        return accepted_at(self.record)
+
+    @property
+    def users(self) -> frozenset[str]:
+        """The digests of the users the record names (every identifier its object holds)."""
+        from braze_forwarder.rejects import named_users
+
+        return named_users(self.record)
 
     @property
     def origin(self) -> dict[str, Any]:
@@ -89,9 +111,9 @@ class Rejected:
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "rejects", help="list or replay the rejected objects the stack kept", description=__doc__.splitlines()[0]
+        "rejects", help="list, replay or erase the rejected objects the stack kept", description=__doc__.splitlines()[0]
     )
-    commands = parser.add_subparsers(dest="rejects_command", metavar="{list,replay}", required=True)
+    commands = parser.add_subparsers(dest="rejects_command", metavar="{list,replay,erase}", required=True)
     filters = argparse.ArgumentParser(add_help=False)
     group = filters.add_argument_group("filters")
     group.add_argument(
@@ -115,11 +137,23 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         parents=[*parents, filters],
         help="send the kept objects again through the stack's ingest API",
         description=f"Send the kept objects again through the stack's API (POST /users/track or /users/identify, "
-        f"{REPLAY_CHUNK} objects a request), with the client key from --ingest-key or {INGEST_KEY_VARIABLE}.",
+        f"{REPLAY_CHUNK} objects a request), with the client key from --ingest-key or {INGEST_KEY_VARIABLE}. "
+        "Objects whose user was deleted (POST /users/delete) after they were accepted are skipped, never sent.",
     )
     replay.add_argument("--ingest-key", metavar="KEY", help=f"the API client key (default: ${INGEST_KEY_VARIABLE})")
     replay.add_argument("--dry-run", action="store_true", help="show what would be sent, send nothing")
     replay.set_defaults(handler=replay_command)
+    erase = commands.add_parser(
+        "erase",
+        parents=parents,
+        help="remove from the store the objects of users deleted after the objects were accepted",
+        description="Rewrite the files that hold objects of users deleted (POST /users/delete, see `deletions list`) "
+        "after the objects were accepted: the other lines are written back, a file left empty is deleted, and the "
+        "previous version of each file is deleted for good. Run it daily; it reads the whole store (rejects are "
+        "rare). Needs s3:GetObject, PutObject, DeleteObject and DeleteObjectVersion on the bucket.",
+    )
+    erase.add_argument("--dry-run", action="store_true", help="count what would be removed, change nothing")
+    erase.set_defaults(handler=erase_command)
 
 
 def parse_since(value: str | None) -> str | None:
@@ -233,16 +267,18 @@ def replay_command(target: Target, args: argparse.Namespace) -> int:
             print(f"not replayed: {describe(rejected)}\n    {why}")
             continue
         sendable[rejected.kind or ""].append(rejected)
+    erased = _skip_deleted_users(target, sendable)
     total = sum(len(group) for group in sendable.values())
+    skipped_deleted = f", {erased} skipped: their user was deleted after they were accepted" if erased else ""
     if args.dry_run:
         for kind, group in sendable.items():
             if group:
                 requests_needed = -(-len(group) // REPLAY_CHUNK)
                 print(f"would send {len(group)} object(s) to POST /users/{kind} in {requests_needed} request(s)")
-        print(f"dry run: {total} object(s) would be replayed, {skipped} cannot be")
+        print(f"dry run: {total} object(s) would be replayed, {skipped} cannot be{skipped_deleted}")
         return 0
     if total == 0:
-        print(f"nothing to replay ({skipped} record(s) cannot be replayed)")
+        print(f"nothing to replay ({skipped} record(s) cannot be replayed{skipped_deleted})")
         return 0
     key = args.ingest_key or os.environ.get(INGEST_KEY_VARIABLE)
     if not key:
@@ -256,7 +292,10 @@ def replay_command(target: Target, args: argparse.Namespace) -> int:
             ok, not_ok = _send(target.api_url, key, kind, chunk)
             accepted += ok
             refused += not_ok
-    print(f"replayed {total} object(s): {accepted} accepted, {refused} still refused; {skipped} not replayable")
+    print(
+        f"replayed {total} object(s): {accepted} accepted, {refused} still refused; {skipped} not replayable"
+        + skipped_deleted
+    )
     return 0 if refused == 0 else 1
 
 
@@ -292,3 +331,67 @@ def _send(api_url: str, key: str, kind: str, chunk: list[Rejected]) -> tuple[int
             print(f"  still refused: {describe(rejected)}\n    now: {error.get('type')}: {error.get('reason')}")
     print(f"POST /users/{kind}: {response.status_code}: {len(chunk) - refused} accepted, {refused} refused")
     return len(chunk) - refused, refused
+
+
+def _skip_deleted_users(target: Target, sendable: dict[str, list[Rejected]]) -> int:
+    """Take out of `sendable` every object whose user has a tombstone accepted at or after the
+    object (the API would accept it anew, after the delete, and re-create the user); return how many."""
+    candidates = [rejected for group in sendable.values() for rejected in group]
+    if not candidates:
+        return 0
+    found = deletions.tombstones(target, min(rejected.accepted_at for rejected in candidates))
+    skipped = 0
+    for kind, group in sendable.items():
+        kept = []
+        for rejected in group:
+            if found and deletions.deleted_after(rejected.users, rejected.accepted_at, found):
+                skipped += 1
+                print(f"not replayed (user deleted after it was accepted): {describe(rejected)}")
+            else:
+                kept.append(rejected)
+        sendable[kind] = kept
+    return skipped
+
+
+def erase_from_store(target: Target, erase: Callable[[Mapping[str, Any]], bool], *, dry_run: bool) -> list[Rewrite]:
+    """Take the lines `erase` chooses out of every file of the store; the files that held any."""
+    from braze_forwarder.rejects import erase_lines
+
+    s3 = target.client("s3")
+    bucket = target.output("RejectedObjectsBucketName")
+    touched = []
+    for key in _keys(s3, bucket, None):
+        rewrite = erase_lines(s3, bucket, key, erase, dry_run=dry_run)
+        if rewrite.removed:
+            touched.append(rewrite)
+    return touched
+
+
+def summary(rewrites: list[Rewrite], *, dry_run: bool) -> str:
+    """'3 line(s) in 2 file(s) removed (1 file(s) rewritten, 1 deleted)', or what a dry run would do."""
+    lines = sum(rewrite.removed for rewrite in rewrites)
+    deleted = sum(1 for rewrite in rewrites if rewrite.deleted)
+    verb = "would be removed" if dry_run else "removed"
+    return (
+        f"{lines} line(s) in {len(rewrites)} file(s) {verb} "
+        f"({len(rewrites) - deleted} file(s) rewritten, {deleted} deleted)"
+    )
+
+
+def erase_command(target: Target, args: argparse.Namespace) -> int:
+    from braze_forwarder.rejects import accepted_at, named_users
+
+    found = deletions.tombstones(target)
+    if not found:
+        print("no tombstone in the UserOrderTable: nothing to erase")
+        return 0
+
+    def deleted_since_accepted(record: Mapping[str, Any]) -> bool:
+        return deletions.deleted_after(named_users(record), accepted_at(record), found) is not None
+
+    rewrites = erase_from_store(target, deleted_since_accepted, dry_run=args.dry_run)
+    for rewrite in rewrites:
+        print(f"{rewrite.key}: {rewrite.removed} of {rewrite.lines} line(s)")
+    users = sum(1 for records in found.values() if records)
+    print(f"{users} deleted user(s); rejected objects: " + summary(rewrites, dry_run=args.dry_run))
+    return 0

@@ -31,6 +31,8 @@ _OUTPUTS = {
     "CopyTasksQueueUrl": ("CopyTasksQueue", "queue"),
     "CopyTasksDLQUrl": ("CopyTasksDLQ", "queue"),
     "ExportJobsTableName": ("ExportJobsTable", "table"),
+    "UserOrderTableName": ("UserOrderTable", "table"),
+    "AttributeStateTableName": ("AttributeStateTable", "table"),
     "LakeBucketName": ("LakeBucket", "bucket"),
 }
 

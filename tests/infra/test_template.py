@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from braze_forwarder.user_order import HORIZON_DAYS
 from local.resources import LocalStack
 from sam_template import TEMPLATE, load_template
 
@@ -253,6 +254,9 @@ def test_rejected_objects_expire_after_the_retention_parameter():
     assert [r["Prefix"] for r in expiring] == ["rejected/"]
     parameter = TEMPLATE_DOC["Parameters"]["RejectedObjectsRetentionDays"]
     assert int(parameter["MinValue"]) >= 1 and int(parameter["Default"]) >= int(parameter["MinValue"])
+    assert int(parameter["Default"]) == 30  # personal data kept no longer than an operator needs to act
+    # A tombstone must outlive every rejected object a replay could send after its user's delete.
+    assert int(parameter["Default"]) <= int(parameter["MaxValue"]) < HORIZON_DAYS
 
 
 def test_every_kept_resource_is_named_in_an_output():

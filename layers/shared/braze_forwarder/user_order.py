@@ -223,9 +223,14 @@ class Snapshot:
 class OrderStore:
     """The UserOrderTable. Storage is passed in: the handler makes one from its settings."""
 
-    def __init__(self, table: str, horizon_days: int = HORIZON_DAYS) -> None:
+    def __init__(self, table: str, horizon_days: int = HORIZON_DAYS, dynamodb: Any | None = None) -> None:
         self.table = table
         self.horizon_days = horizon_days
+        # The operator's CLI passes its own client (its stack's region and endpoint); the functions none.
+        self._dynamodb = dynamodb
+
+    def client(self) -> Any:
+        return self._dynamodb or aws.client("dynamodb")
 
     def put(self, records: Sequence[OrderRecord]) -> None:
         """Write records (the API, before it answers). A repeated put keeps the first record."""
@@ -241,9 +246,7 @@ class OrderStore:
             if record.keep:
                 item["keep"] = {"S": record.keep}
             try:
-                aws.client("dynamodb").put_item(
-                    TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-                )
+                self.client().put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
@@ -271,7 +274,7 @@ class OrderStore:
 
     def get(self, record: OrderRecord) -> OrderRecord | None:
         """The record as stored now (strongly consistent), or None if it is gone."""
-        found = aws.client("dynamodb").get_item(TableName=self.table, Key=record.key, ConsistentRead=True).get("Item")
+        found = self.client().get_item(TableName=self.table, Key=record.key, ConsistentRead=True).get("Item")
         return _record_of(found) if found else None
 
     def recheck(self, snapshot: Snapshot, record: OrderRecord) -> OrderRecord | None:
@@ -288,7 +291,7 @@ class OrderStore:
 
     def mark_delivered(self, record: OrderRecord, delivered_at: str | None = None) -> None:
         """Braze answered the delete or merge (and, for a delete, our copies are erased)."""
-        aws.client("dynamodb").update_item(
+        self.client().update_item(
             TableName=self.table,
             Key=record.key,
             UpdateExpression="SET delivered_at = if_not_exists(delivered_at, :now)",
@@ -297,7 +300,7 @@ class OrderStore:
 
     def remove(self, record: OrderRecord) -> None:
         """An alias Braze has: objects that use it need not wait any more."""
-        aws.client("dynamodb").delete_item(TableName=self.table, Key=record.key)
+        self.client().delete_item(TableName=self.table, Key=record.key)
 
     def records(self, since: str, kinds: Iterable[RecordKind] = ("delete", "alias", "merge")) -> Iterator[OrderRecord]:
         """Every record of these kinds accepted at or after `since`, oldest day first (for the CLI)."""
@@ -307,7 +310,7 @@ class OrderStore:
                 yield record
 
     def _query(self, since: str) -> Iterator[OrderRecord]:
-        dynamodb = aws.client("dynamodb")
+        dynamodb = self.client()
         since = since[:23]
         today = _now_iso()[:10]
         day = _parse(since[:10] + "T00:00:00.000Z")

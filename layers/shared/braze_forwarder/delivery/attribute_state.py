@@ -9,7 +9,9 @@ rest), and one top-level attribute per Braze attribute name, `a.<name>` = "<dige
   when unknown), so an older value arriving later is recognised.
 
 `expires_at` (the table's TTL attribute) is pushed forward on every write: a user not updated for
-ATTRIBUTE_STATE_TTL_SECONDS is forgotten, and their next values are sent again.
+ATTRIBUTE_STATE_TTL_SECONDS is forgotten, and their next values are sent again. A deleted user is
+forgotten at once (`forget`): by the sender once Braze answered the delete, or by the operator's
+`braze-forwarder users erase`.
 """
 
 from __future__ import annotations
@@ -69,13 +71,23 @@ class AttributeStore(Protocol):
         """Record these attributes of one user (others are left as they are)."""
         ...
 
+    def forget(self, user: str) -> None:
+        """Remove everything known of one user (a deleted user's profile starts empty in Braze: a
+        stale last-sent value would make the sender skip a value the new profile lacks)."""
+        ...
+
 
 class DynamoAttributeStore:
     """The store in the stack's AttributeStateTable."""
 
-    def __init__(self, table: str, ttl_seconds: int) -> None:
+    def __init__(self, table: str, ttl_seconds: int, dynamodb: Any | None = None) -> None:
         self.table = table
         self.ttl_seconds = ttl_seconds
+        # The operator's CLI passes its own client (its stack's region and endpoint); the sender none.
+        self._dynamodb = dynamodb
+
+    def client(self) -> Any:
+        return self._dynamodb or aws.client("dynamodb")
 
     def read(self, users: Collection[str]) -> dict[str, dict[str, Written]]:
         ids = list(dict.fromkeys(users))
@@ -90,7 +102,7 @@ class DynamoAttributeStore:
                 }
             }
             for attempt in range(_BATCH_GET_ATTEMPTS):
-                response = aws.client("dynamodb").batch_get_item(RequestItems=request)
+                response = self.client().batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
                     found[item["user"]["S"]] = {
                         name[len(PREFIX) :]: Written.decode(value["S"])
@@ -112,7 +124,7 @@ class DynamoAttributeStore:
             chunk = names[start : start + _SETS_PER_UPDATE]
             # Placeholders for every name: attribute names are the client's, and `user` is reserved.
             assignments = [f"#a{n} = :a{n}" for n in range(len(chunk))]
-            aws.client("dynamodb").update_item(
+            self.client().update_item(
                 TableName=self.table,
                 Key={"user": {"S": user}},
                 UpdateExpression="SET " + ", ".join([*assignments, "#expires = :expires"]),
@@ -125,3 +137,7 @@ class DynamoAttributeStore:
                     ":expires": {"N": expires_at},
                 },
             )
+
+    def forget(self, user: str) -> None:
+        # Idempotent: deleting an item that is not there succeeds, so a retried delete is harmless.
+        self.client().delete_item(TableName=self.table, Key={"user": {"S": user}})
