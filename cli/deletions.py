@@ -56,8 +56,12 @@ def horizon_start() -> str:
 
 
 def tombstones(target: Target, since: str | None = None) -> dict[str, list[OrderRecord]]:
-    """Every tombstone accepted at or after `since` (default: all the table keeps), by user digest."""
+    """Every tombstone accepted at or after `since` (default: all the table keeps), by user digest.
+
+    Empty for a stack deployed before the table existed: its API took no delete, so none can apply."""
     by_user: dict[str, list[OrderRecord]] = {}
+    if not target.outputs.get(ORDER_TABLE_OUTPUT):
+        return by_user
     for record in order_store(target).records(max(since or "", horizon_start()), kinds=("delete",)):
         by_user.setdefault(record.user, []).append(record)
     return by_user
@@ -76,6 +80,7 @@ def deleted_after(users: Iterable[str], accepted_at: str, found: dict[str, list[
 
 def list_command(target: Target, args: argparse.Namespace) -> int:
     since = _since(args.since)
+    target.output(ORDER_TABLE_OUTPUT)  # an older stack has none: say so rather than list nothing
     records = sorted((r for rs in tombstones(target, since).values() for r in rs), key=lambda r: r.accepted_at)
     for record in records:
         state = f"delivered {record.delivered_at}" if record.delivered else "pending"

@@ -63,7 +63,7 @@ def identifier(args: argparse.Namespace) -> tuple[Hashable, str, str]:
 
 def erase_command(target: Target, args: argparse.Namespace) -> int:
     from braze_forwarder.delivery.attribute_state import DynamoAttributeStore
-    from braze_forwarder.rejects import named_users
+    from braze_forwarder.rejects import mentions, named_users
     from braze_forwarder.user_order import user_digest
 
     user, typed, shown = identifier(args)
@@ -73,7 +73,8 @@ def erase_command(target: Target, args: argparse.Namespace) -> int:
     print(f"{'dry run: ' if dry_run else ''}erasing {shown} (user digest {digest}) from the forwarder's own stores")
     print("  Braze is not called: POST /users/delete on the stack's API deletes the profile, in order")
 
-    # Attribute state (delta sending): one item per user, keyed by the digest.
+    # Attribute state (delta sending): one item per user, keyed by the digest (read and deleted
+    # here, never written: no TTL is needed).
     store = DynamoAttributeStore(
         target.output(ATTRIBUTE_STATE_OUTPUT), ttl_seconds=0, dynamodb=target.client("dynamodb")
     )
@@ -85,8 +86,6 @@ def erase_command(target: Target, args: argparse.Namespace) -> int:
     # Rejected objects: every line whose object names the user by any identifier; an unreadable
     # queue message kept raw, if it holds the identifier as typed.
     def names_the_user(record: Mapping[str, Any]) -> bool:
-        from braze_forwarder.rejects import mentions
-
         return digest in named_users(record) or mentions(record, typed)
 
     rewrites = rejects.erase_from_store(target, names_the_user, dry_run=dry_run)

@@ -279,3 +279,14 @@ def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: braze-forwarder" in out
     if command == ["users", "erase"]:
         assert "POST /users/delete" in out and "does NOT delete the user in Braze" in out
+
+
+def test_a_stack_without_the_order_table_erases_and_replays_but_cannot_list_deletions(
+    target: Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    del target.outputs["UserOrderTableName"]  # deployed from a template before deletes existed
+    keep(target, [rejected({"external_id": "u-old", "plan": "x"}, ago(5))])
+    code, out = run(target, capsys, "users", "erase", "--external-id", "u-old")
+    assert code == 0 and "1 line(s) in 1 file(s) removed" in out
+    with pytest.raises(CliError, match="no output UserOrderTableName"):
+        run(target, capsys, "deletions", "list")
