@@ -38,7 +38,7 @@ PUSH_AUDIENCE = "braze-forwarder-local-google-play"
 PACKAGE_NAME = "com.example.brazeforwarder"
 API_SERVICE_ACCOUNT = "play-api@braze-forwarder-local.iam.gserviceaccount.com"
 CERTS_PATH = "/oauth2/v1/certs"
-TOKEN_PATH = "/token"
+OAUTH_PATH = "/token"
 _API_PREFIX = "/androidpublisher/v3/applications/"
 
 
@@ -157,7 +157,7 @@ class GoogleStandIn:
             "GOOGLE_PLAY_PUSH_SERVICE_ACCOUNT": PUSH_SERVICE_ACCOUNT,
             "GOOGLE_PLAY_CERTS_URL": self.base_url + CERTS_PATH,
             "GOOGLE_PLAY_API_BASE_URL": self.base_url,
-            "GOOGLE_PLAY_TOKEN_URL": self.base_url + TOKEN_PATH,
+            "GOOGLE_PLAY_TOKEN_URL": self.base_url + OAUTH_PATH,
         }
 
     def start(self, port: int = 0) -> str:
@@ -243,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
-        if urlsplit(self.path).path == TOKEN_PATH:
+        if urlsplit(self.path).path == OAUTH_PATH:
             self._answer(*self.stand_in._token(form))
         else:
             self._answer(404, {"error": "not found"})

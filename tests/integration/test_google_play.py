@@ -16,8 +16,8 @@ import pytest
 from braze_forwarder import queue
 from braze_forwarder.braze.validation import check_track_object
 from braze_forwarder.ingest.webhooks import google_oidc, google_play_api
-from braze_forwarder.ingest.webhooks.google_play import SUBSCRIPTION_TYPES, google_money
 from braze_forwarder.ingest.webhooks.base import MappingError
+from braze_forwarder.ingest.webhooks.google_play import SUBSCRIPTION_TYPES, google_money
 from local.google_play import PACKAGE_NAME, GoogleStandIn, _key_and_certificate
 from tests.conftest import use_function_environment
 from tests.webhook_signing import api_event
