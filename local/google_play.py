@@ -40,6 +40,29 @@ API_SERVICE_ACCOUNT = "play-api@braze-forwarder-local.iam.gserviceaccount.com"
 CERTS_PATH = "/oauth2/v1/certs"
 OAUTH_PATH = "/token"
 _API_PREFIX = "/androidpublisher/v3/applications/"
+# The purchase events/google_play_subscription_purchased.json names; the stack's stand-in knows it.
+DEMO_PURCHASE_TOKEN = "local-demo-purchase-token.AO-J1OxSampleOnlyNotAPurchaseTokenOfGooglePlay0001"
+DEMO_SUBSCRIPTION = {
+    "kind": "androidpublisher#subscriptionPurchaseV2",
+    "regionCode": "US",
+    "startTime": "2026-11-22T07:38:40.000Z",
+    "subscriptionState": "SUBSCRIPTION_STATE_ACTIVE",
+    "latestOrderId": "GPA.3372-0000-0000-10004",
+    "acknowledgementState": "ACKNOWLEDGEMENT_STATE_PENDING",
+    "externalAccountIdentifiers": {"obfuscatedExternalAccountId": "user-1004"},
+    "lineItems": [
+        {
+            "productId": "premium_monthly",
+            "expiryTime": "2026-12-22T07:38:40.000Z",
+            "latestSuccessfulOrderId": "GPA.3372-0000-0000-10004",
+            "autoRenewingPlan": {
+                "autoRenewEnabled": True,
+                "recurringPrice": {"currencyCode": "USD", "units": "9", "nanos": 990000000},
+            },
+            "offerDetails": {"basePlanId": "monthly"},
+        }
+    ],
+}
 
 
 def _key_and_certificate(common_name: str) -> tuple[str, str]:
@@ -74,7 +97,7 @@ class GoogleStandIn:
         api_key, self._api_certificate = _key_and_certificate("play api service account stand-in")
         self.api_key_id = secrets.token_hex(20)
         self._api_key = api_key
-        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.subscriptions: dict[str, dict[str, Any]] = {DEMO_PURCHASE_TOKEN: DEMO_SUBSCRIPTION}
         self.products: dict[tuple[str, str], dict[str, Any]] = {}
         self.orders: dict[str, dict[str, Any]] = {}
         self.requests: list[str] = []  # paths asked, in order (no tokens: the test reads the kinds)

@@ -401,3 +401,24 @@ def test_money_is_read_with_the_currencys_own_decimals(money, expected):
 def test_money_that_cannot_be_read_is_a_mapping_error(money):
     with pytest.raises(MappingError):
         google_money(money, "price")
+
+
+# ---------------------------------------------------------------- cold start
+
+
+def test_the_ingest_function_loads_google_auth_only_for_a_google_play_push():
+    """google-auth and cryptography cost ~150 ms of import (docs/google-play.md): /users/track never pays it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    check = (
+        "import sys; import functions.ingest_api.app; "
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(('google.', 'cryptography'))}))"
+    )
+    environment = {"PYTHONPATH": f"{root / 'layers' / 'shared'}:{root}", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", check], cwd=root, env=environment, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
