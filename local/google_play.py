@@ -41,7 +41,7 @@ CERTS_PATH = "/oauth2/v1/certs"
 OAUTH_PATH = "/token"
 _API_PREFIX = "/androidpublisher/v3/applications/"
 # The purchase events/google_play_subscription_purchased.json names; the stack's stand-in knows it.
-DEMO_PURCHASE_TOKEN = "local-demo-purchase-token.AO-J1OxSampleOnlyNotAPurchaseTokenOfGooglePlay0001"
+DEMO_PURCHASE_TOKEN = "local-demo-purchase-token.AO-J1OxSampleOnlyNotAPurchaseTokenOfGooglePlay0001"  # noqa: S105 (a sample purchase, not a credential)
 DEMO_SUBSCRIPTION = {
     "kind": "androidpublisher#subscriptionPurchaseV2",
     "regionCode": "US",
