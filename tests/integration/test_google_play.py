@@ -312,8 +312,8 @@ REFUSALS: dict[str, tuple[Callable[[GoogleStandIn], dict[str, Any]], int, str]] 
     "no token": (lambda g: {"authorization": " "}, 401, "missing_signature"),
     "not bearer": (lambda g: {"authorization": "Basic dXNlcjpwYXNz"}, 400, "malformed_signature_header"),
     "not a jwt": (lambda g: {"authorization": "Bearer a.b.c"}, 400, "malformed_signature_header"),
-    "bad signature": (lambda g: {"token": other_key_token(g)}, 401, "invalid_signature"),
-    "unknown key": (lambda g: {"token": g.push_token(key_id="0" * 40)}, 401, "invalid_signature"),
+    "bad signature": (lambda g: {"token": other_key_token(g)}, 401, "invalid_token"),
+    "unknown key": (lambda g: {"token": g.push_token(key_id="0" * 40)}, 401, "invalid_token"),
     "expired": (lambda g: {"token": g.push_token(issued_at=int(time.time()) - 7200)}, 401, "expired_token"),
     "replayed an hour later": (
         lambda g: {"token": g.push_token(issued_at=int(time.time()) - 3620)},

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
@@ -54,6 +54,10 @@ _MAX_KEYS = 32
 class GoogleOidcToken:
     """`Authorization: Bearer <Google-signed OIDC token>`; every setting named is a WebhookSettings field."""
 
+    # For the API document: what the header carries.
+    description: ClassVar[str] = (
+        "Pub/Sub's OIDC token, `Bearer <JWT>`, signed by Google for the push subscription's service account."
+    )
     header: str
     audience_setting: str
     service_account_setting: str
@@ -72,12 +76,11 @@ class GoogleOidcToken:
             raise RequestRejected(
                 401,
                 "push_not_configured",
-                f"this deployment has no {self.audience_setting.upper()} and {self.service_account_setting.upper()} "
-                "to check the push token against",
+                "this deployment has no push audience and service account configured to check the token against",
             )
         claims = self._checked_claims(token, audience, getattr(settings, self.certs_url_setting), now, settings)
         if claims.get("iss") not in GOOGLE_ISSUERS:
-            raise RequestRejected(401, "wrong_issuer", f"the {self.header} token was not issued by Google")
+            raise RequestRejected(401, "wrong_issuer", "the Authorization token was not issued by Google")
         email, verified_email = claims.get("email"), claims.get("email_verified")
         if not (
             isinstance(email, str)
@@ -87,7 +90,7 @@ class GoogleOidcToken:
             raise RequestRejected(
                 401,
                 "wrong_service_account",
-                f"the {self.header} token is not for the push subscription's service account, or its email is "
+                "the Authorization token is not for the push subscription's service account, or its email is "
                 "not verified",
             )
         return parse_json(body)
@@ -131,26 +134,26 @@ class GoogleOidcToken:
         issued, expires = claims.get("iat"), claims.get("exp")
         if not (isinstance(issued, int) and isinstance(expires, int)) or expires - issued > MAX_TOKEN_LIFETIME_SECONDS:
             raise RequestRejected(
-                401, "token_lifetime_too_long", f"the {self.header} token lives longer than Google's push tokens"
+                401, "token_lifetime_too_long", "the Authorization token lives longer than Google's push tokens"
             )
         return claims
 
 
 def _invalid_token(header: str) -> RequestRejected:
-    return RequestRejected(401, "invalid_signature", f"the {header} token is not signed by one of Google's keys")
+    return RequestRejected(401, "invalid_token", "the Authorization token is not signed by one of Google's keys")
 
 
 def _refusal(header: str, claims: Mapping[str, Any], audience: str, now: float, skew: int) -> RequestRejected:
     expires, issued = claims.get("exp"), claims.get("iat")
     if isinstance(expires, (int, float)) and expires + skew < now:
-        return RequestRejected(401, "expired_token", f"the {header} token has expired; a replay is refused")
+        return RequestRejected(401, "expired_token", "the Authorization token has expired; a replay is refused")
     if isinstance(issued, (int, float)) and issued - skew > now:
         return RequestRejected(
-            401, "token_not_yet_valid", f"the {header} token is issued in the future; check the sender's clock"
+            401, "token_not_yet_valid", "the Authorization token is issued in the future; check the sender's clock"
         )
     if claims.get("aud") != audience:
         return RequestRejected(
-            401, "wrong_audience", f"the {header} token is for another audience than this endpoint's"
+            401, "wrong_audience", "the Authorization token is for another audience than this endpoint's"
         )
     return _invalid_token(header)
 
