@@ -101,6 +101,7 @@ class GoogleStandIn:
         self.products: dict[tuple[str, str], dict[str, Any]] = {}
         self.orders: dict[str, dict[str, Any]] = {}
         self.requests: list[str] = []  # paths asked, in order (no tokens: the test reads the kinds)
+        self.certs_fetches = 0
         self._access_tokens: set[str] = set()
         self._failures = 0
         self._lock = threading.Lock()
@@ -256,6 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path == CERTS_PATH:
+            self.stand_in.certs_fetches += 1
             headers = {"Cache-Control": f"public, max-age={self.stand_in.certs_max_age_seconds}, must-revalidate"}
             self._answer(200, self.stand_in.certs, headers)
         elif path.startswith(_API_PREFIX):

@@ -379,6 +379,32 @@ def test_a_rotated_google_key_is_fetched_again(push, aws_stack, google):
     assert reply.status == 200 and reply.body["message"] == "queued"
 
 
+def test_googles_keys_are_kept_for_the_max_age_google_gives(push, aws_stack, google, monkeypatch):
+    google.certs_fetches = 0
+    assert push(subscription(3), message_id="9020").status == 200
+    assert push(subscription(3), message_id="9021").status == 200
+    assert google.certs_fetches == 1  # max-age=3600: the second push uses the cached keys
+
+    monkeypatch.setattr(google, "certs_max_age_seconds", 0)
+    google_oidc.GOOGLE_KEYS.reset()
+    assert push(subscription(3), message_id="9022").status == 200
+    assert push(subscription(3), message_id="9023").status == 200
+    assert google.certs_fetches == 3  # max-age=0: fetched for each push
+
+
+def test_a_service_account_key_that_cannot_be_used_is_a_503_and_nothing_is_claimed(push, aws_stack):
+    broken = json.dumps({"type": "service_account", "private_key": "not a key", "client_email": "x@y"})
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=aws_stack.refs["GooglePlayServiceAccountSecret"], SecretString=broken
+    )
+
+    reply = push(subscription(4))
+
+    assert reply.status == 503 and reply.body["type"] == "google_play_api_unavailable"
+    assert queued(aws_stack) == []
+    assert boto3.client("dynamodb").scan(TableName=aws_stack.refs["IdempotencyTable"])["Items"] == []
+
+
 # ---------------------------------------------------------------- money
 
 
@@ -422,3 +448,15 @@ def test_the_ingest_function_loads_google_auth_only_for_a_google_play_push():
         [sys.executable, "-c", check], cwd=root, env=environment, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_push_to_a_stack_without_the_push_settings_is_refused(push, aws_stack, google, monkeypatch):
+    from braze_forwarder.config import settings
+
+    monkeypatch.setenv("GOOGLE_PLAY_PUSH_AUDIENCE", "")
+    settings.cache_clear()
+
+    reply = push(subscription(4))
+
+    assert (reply.status, reply.body["type"]) == (401, "push_not_configured")
+    assert queued(aws_stack) == [] and google.requests == []

@@ -95,6 +95,7 @@ _sessions: dict[tuple[str, str], AuthorizedSession] = {}
 
 def _session(settings: WebhookSettings) -> AuthorizedSession:
     """One authorised session per credential: google-auth keeps its access token until it expires."""
+    from google.auth import exceptions
     from google.auth.transport.requests import AuthorizedSession
     from google.oauth2 import service_account
 
@@ -103,11 +104,15 @@ def _session(settings: WebhookSettings) -> AuthorizedSession:
         cached = _sessions.get((key, settings.google_play_token_url))
         if cached is None:
             info = json.loads(key)
-            credentials = service_account.Credentials.from_service_account_info(
-                # The token URL is a setting, not the key's own, so a stand-in can answer locally.
-                {**info, "token_uri": settings.google_play_token_url},
-                scopes=[SCOPE],
-            )
+            try:
+                credentials = service_account.Credentials.from_service_account_info(
+                    # The token URL is a setting, not the key's own, so a stand-in can answer locally.
+                    {**info, "token_uri": settings.google_play_token_url},
+                    scopes=[SCOPE],
+                )
+            except (ValueError, TypeError, exceptions.GoogleAuthError) as exc:
+                logger.error("the Google Play service-account key cannot be used", extra={"error": type(exc).__name__})
+                raise LookupUnavailable("the service-account key cannot be used") from None
             _sessions.clear()  # a rotated key replaces the old session
             cached = _sessions[(key, settings.google_play_token_url)] = AuthorizedSession(
                 credentials, refresh_timeout=settings.google_play_api_timeout_seconds
