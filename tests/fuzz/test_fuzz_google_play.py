@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from braze_forwarder.ingest.webhooks import google_oidc, google_play_api
 from local.google_play import PACKAGE_NAME, GoogleStandIn
 from tests.conftest import LambdaContextStub, use_function_environment
+from tests.fuzz.test_fuzz_ingest import queued
 from tests.webhook_signing import api_event
 
 # Push tokens carry iat/exp checked against now.
@@ -110,13 +111,6 @@ def call(fuzz_stack, google, monkeypatch):
         return result, queued(fuzz_stack) - before
 
     return post
-
-
-def queued(stack) -> int:
-    attributes = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=stack.refs["EventsQueue"], AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"])
 
 
 def assert_well_formed(result: dict[str, Any], newly_queued: int) -> None:
