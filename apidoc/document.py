@@ -51,6 +51,8 @@ _WEBHOOK_MODULES = (
     "braze_forwarder.ingest.webhooks.signing_secrets",
     "braze_forwarder.ingest.webhooks.stripe",
     "braze_forwarder.ingest.webhooks.paddle",
+    "braze_forwarder.ingest.webhooks.google_oidc",
+    "braze_forwarder.ingest.webhooks.google_play",
 )
 _CALLBACK_MODULES = ("braze_forwarder.request_body", "braze_forwarder.exports.callback")
 
@@ -89,6 +91,17 @@ WHEN: dict[str, str] = {
     "dedupe_store_unavailable": "the store that keeps events from being counted twice cannot be reached",
     "rejected_store_unavailable": "the event could not be kept for an operator",
     "webhook_secrets_unavailable": "the signing secrets cannot be read",
+    "push_not_configured": "Google Play: GooglePlayPushAudience and GooglePlayPushServiceAccount are not set",
+    "invalid_token": "Google Play: the push's OIDC token is not signed by one of Google's published keys",
+    "expired_token": "Google Play: the push's OIDC token has expired (a replay)",
+    "token_not_yet_valid": "Google Play: the push's OIDC token is issued in the future",
+    "token_lifetime_too_long": "Google Play: the push's OIDC token lives longer than Google's (an hour)",
+    "wrong_audience": "Google Play: the push's OIDC token is for another audience than GooglePlayPushAudience",
+    "wrong_issuer": "Google Play: the push's OIDC token was not issued by Google",
+    "wrong_service_account": "Google Play: the push's token is not GooglePlayPushServiceAccount's, or unverified",
+    "wrong_package": "Google Play: the notification is for another app than GooglePlayPackageName",
+    "google_keys_unavailable": "Google Play: Google's public keys cannot be fetched to check the push token",
+    "google_play_api_unavailable": "Google Play: the purchase cannot be looked up now; Pub/Sub redelivers the push",
     "url_not_allowed": "the callback's download url is not on ExportUrlAllowedHosts",
     "not_found": "no job with this id and token (any mismatch answers the same)",
     "export_not_started": "the job's export was never started",
@@ -113,7 +126,7 @@ REASON_EXAMPLES: dict[str, str] = {
     "future_timestamp": (
         "the Stripe-Signature timestamp is more than 300 seconds in the future; check the sender's clock"
     ),
-    "unknown_provider": "no webhook provider by that name; POST /webhooks/{stripe|paddle}",
+    "unknown_provider": "no webhook provider by that name; POST /webhooks/{stripe|paddle|google_play}",
     "url_not_allowed": "the export url is not accepted: host example.com is not an allowed host",
 }
 STATUS_TEXT = {
@@ -232,7 +245,8 @@ def _webhook_parameters() -> list[dict[str, Any]]:
                 "name": header,
                 "in": "header",
                 "required": False,
-                "description": f"Required for {name}: its HMAC-SHA256 signature of the exact raw body.",
+                "description": f"Required for {name}: "
+                + getattr(provider.signature, "description", "its HMAC-SHA256 signature of the exact raw body."),
                 "schema": {"type": "string"},
             }
         )
@@ -308,8 +322,10 @@ OPERATIONS: dict[str, OperationDoc] = {
     ),
     "receiveWebhook": OperationDoc(
         description=(
-            "The provider's own webhook request (Stripe snapshot events, Paddle Billing notifications). No bearer "
-            "key: the provider's signature over the exact raw body is the authentication. 200 only once what the "
+            "The provider's own webhook request (Stripe snapshot events, Paddle Billing notifications, Google Play "
+            "real-time developer notifications pushed by Pub/Sub). No ingest key: the provider's signature over the "
+            "exact raw body is the authentication (for Google Play, Google's OIDC token in Authorization, and the "
+            "purchase is read from the Play Developer API). 200 only once what the "
             "event became is queued (or kept for an operator), so the provider retries everything else; a "
             "redelivered event id is answered `duplicate` and queues nothing."
         ),

@@ -88,9 +88,19 @@ def _signed_again(request: Request, stack: Stack) -> Request:
     return request
 
 
+def _google_push_token(request: Request, stack: Stack) -> Request:
+    """Pub/Sub's token in the recording expired long ago: the stack's Google stand-in signs a new one,
+    as Pub/Sub would for the push subscription's service account."""
+    if stack.google is not None:
+        request.headers = {name: value for name, value in request.headers.items() if name.lower() != "authorization"}
+        request.headers["authorization"] = f"Bearer {stack.google.push_token()}"
+    return request
+
+
 REPLAYS: list[Replay] = [
     Replay("ingest_*.json", _with_local_ingest_key),
     Replay("webhook_*.json", _signed_again),
+    Replay("google_play_*.json", _google_push_token),
 ]
 
 

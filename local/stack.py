@@ -32,6 +32,7 @@ from moto.server import ThreadedMotoServer
 from local.api_gateway import ApiGatewayServer, Route, function_url_target, http_api_routes
 from local.braze_sandbox import BrazeSandbox, SandboxConfig
 from local.event_sources import Schedule, SqsEventSource, schedules, sqs_event_sources
+from local.google_play import GoogleStandIn
 from local.lambda_api import LambdaApiServer
 from local.resources import LocalStack, create_resources
 from local.runtime import LocalFunction, add_to_path, layer_directories, load_functions, merged_environment
@@ -50,6 +51,13 @@ INGEST_KEYS_SECRET_VARIABLE = "INGEST_KEYS_SECRET_ARN"  # noqa: S105 (a variable
 BRAZE_EXPORT_BUCKET_VARIABLE = "BRAZE_EXPORT_BUCKET"
 WEBHOOK_SECRETS_VARIABLE = "WEBHOOK_SECRETS_ARN"
 EXPORT_URL_LOOPBACK_VARIABLE = "EXPORT_URL_ALLOW_LOOPBACK"
+GOOGLE_PLAY_KEY_SECRET_VARIABLE = "GOOGLE_PLAY_SERVICE_ACCOUNT_SECRET_ARN"  # noqa: S105 (a variable name)
+# The template's parameters that point the function at the Google stand-in (local/google_play.py).
+GOOGLE_PLAY_PARAMETERS = {
+    "GooglePlayPackageName": "GOOGLE_PLAY_PACKAGE_NAME",
+    "GooglePlayPushAudience": "GOOGLE_PLAY_PUSH_AUDIENCE",
+    "GooglePlayPushServiceAccount": "GOOGLE_PLAY_PUSH_SERVICE_ACCOUNT",
+}
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -175,6 +183,7 @@ class Stack:
         self.startup_seconds = 0.0
         self.notes: list[str] = []  # what the operator should know (printed by __main__)
         self.webhook_secrets: dict[str, str] = {}  # provider → this run's signing secret (for the demo)
+        self.google: GoogleStandIn | None = None  # Google's keys and Play Developer API, on loopback
         self._braze_key = ""
         self._session: _EndpointSession | None = None
         self._serving: list[Any] = []
@@ -218,11 +227,19 @@ class Stack:
 
         session = self._session = _EndpointSession(self.aws_url, REGION)
         template = load_template(options.template_path)
+        # Google's keys and Play Developer API stand in on loopback, so the demo's push verifies and
+        # looks its purchase up as in AWS; only the local stack and the tests start it.
+        self.google = GoogleStandIn()
+        self.google.start()
         try:
             self.resources = create_resources(
                 session,
                 stack_name=options.stack_name,
-                parameter_overrides={**self._local_parameters(template), **options.parameter_overrides},
+                parameter_overrides={
+                    **self._local_parameters(template),
+                    **self._google_parameters(template),
+                    **options.parameter_overrides,
+                },
                 template=template,
                 api_base_url=self.api.url,
             )
@@ -240,6 +257,7 @@ class Stack:
                 f"{', '.join(templated)}: set by template.yaml from a parameter; use parameter_overrides "
                 "(--parameter-overrides) instead"
             )
+        environment.update(self._google_endpoints(environment))
         environment.update(options.function_environment)
         environment.update(self._braze(environment))
         if self.sandbox is not None and environment.get(BRAZE_EXPORT_BUCKET_VARIABLE) == "":
@@ -299,6 +317,9 @@ class Stack:
         self._serving.clear()
         if self.sandbox is not None:
             self.sandbox.stop()
+        if self.google is not None:
+            self.google.stop()
+            self.google = None
         if self.moto is not None:
             self._reset_moto()
             self.moto.stop()
@@ -427,6 +448,24 @@ class Stack:
             self.notes.append(f"{parameter}={value}: Braze's exports land in that bucket (in moto)")
         return chosen
 
+    def _google_parameters(self, template: dict[str, Any]) -> dict[str, str]:
+        """The Google Play parameters the stand-in answers to (package, push audience and account)."""
+        assert self.google is not None
+        stand_in = self.google.environment()
+        known = template.get("Parameters", {})
+        return {
+            parameter: stand_in[variable]
+            for parameter, variable in GOOGLE_PLAY_PARAMETERS.items()
+            if parameter in known and parameter not in self.options.parameter_overrides
+        }
+
+    def _google_endpoints(self, environment: dict[str, str]) -> dict[str, str]:
+        """Google's key, token and API URLs of the stand-in, for the functions that read Google Play pushes."""
+        if self.google is None or "GOOGLE_PLAY_PACKAGE_NAME" not in environment:
+            return {}
+        stand_in = self.google.environment()
+        return {name: value for name, value in stand_in.items() if name.endswith("_URL")}
+
     def _braze(self, environment: dict[str, str]) -> dict[str, str]:
         """Start the sandbox (or take the given endpoint); the endpoint for the functions' environment."""
         options = self.options
@@ -479,6 +518,8 @@ class Stack:
         client = session.client("secretsmanager")
         if WEBHOOK_SECRETS_VARIABLE in environment:
             values[WEBHOOK_SECRETS_VARIABLE] = self._webhook_secrets(client, environment[WEBHOOK_SECRETS_VARIABLE])
+        if self.google is not None:
+            values[GOOGLE_PLAY_KEY_SECRET_VARIABLE] = self.google.service_account_key()
         for variable, value in values.items():
             if variable in environment:
                 client.put_secret_value(SecretId=environment[variable], SecretString=value)

@@ -411,6 +411,12 @@ def test_the_demo_replays_the_events_and_prints_its_report(start: Callable[..., 
     )
     assert re.search(r"rejected events\[1\]: BAD_EVENT_NAME", output)
     assert re.search(r"POST /users/identify\s+ingest_identify\.json\s+202", output)
+    # Pub/Sub's push: a token from the stack's Google stand-in, the purchase looked up in its Play API.
+    assert re.search(
+        r"POST /webhooks/google_play\s+google_play_subscription_purchased\.json\s+200\s+queued: 1 attributes, "
+        r"1 events, 1 purchases",
+        output,
+    )
     assert re.search(r"drained in \d+\.\d s", output)
     assert re.search(r"^Braze \(sandbox\): \d+ calls?", output, re.MULTILINE)
     assert re.search(r"/users/track\s+\d+ call\(s\), \d+ object\(s\)", output)

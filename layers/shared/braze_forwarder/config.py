@@ -18,6 +18,7 @@ import re
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from braze_forwarder.url_policy import DEFAULT_ALLOWED_HOSTS, check_callback_base_url, check_host_pattern
 
@@ -195,6 +196,15 @@ def _braze_endpoint(value: str) -> str:
     return check_rest_endpoint(value)
 
 
+def _google_url(value: str) -> str:
+    """An https URL, or http on loopback: Google's own endpoints, or the stand-ins of tests and the local stack."""
+    parts = urlsplit(value)
+    loopback = parts.hostname in {"127.0.0.1", "localhost", "::1"}
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ValueError("must be an https URL (or http on 127.0.0.1 for a local stand-in)")
+    return value
+
+
 @settings_class
 class IngestSettings(Settings):
     """IngestApiFunction: authenticate, validate, queue."""
@@ -226,6 +236,16 @@ class WebhookSettings(IngestSettings):
     stripe_tolerance_seconds: int = setting(default=300, ge=5, le=3600)
     paddle_tolerance_seconds: int = setting(default=300, ge=5, le=3600)
     paddle_user_custom_data_key: str = setting(default="braze_external_id", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Google Play real-time developer notifications (ingest/webhooks/google_play.py, docs/google-play.md).
+    google_play_package_name: str = setting(default="", pattern=r"^([A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+)?$")
+    google_play_push_audience: str = setting(default="", pattern=r"^[\x21-\x7e]{0,512}$")
+    google_play_push_service_account: str = setting(default="", pattern=r"^([^@\s]{1,64}@[^@\s]{1,255})?$")
+    google_play_certs_url: str = setting(default="https://www.googleapis.com/oauth2/v1/certs", check=_google_url)
+    google_play_token_clock_skew_seconds: int = setting(default=10, ge=0, le=300)
+    google_play_service_account_secret_arn: str = ""
+    google_play_api_base_url: str = setting(default="https://androidpublisher.googleapis.com", check=_google_url)
+    google_play_token_url: str = setting(default="https://oauth2.googleapis.com/token", check=_google_url)
+    google_play_api_timeout_seconds: float = setting(default=10.0, gt=0, le=60)
 
 
 @settings_class
