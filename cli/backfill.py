@@ -13,7 +13,6 @@ run the same command again to continue where it stopped.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import hashlib
 import json
@@ -27,13 +26,13 @@ from typing import Any
 
 import requests
 
+from braze_forwarder import rows as row_mapping
 from cli.errors import CliError
 from cli.rejects import INGEST_KEY_VARIABLE
 from cli.target import Target
 
 CHUNK = 75  # objects a request: Braze's /users/track limit
-ARRAYS = {"users": "attributes", "events": "events", "purchases": "purchases"}
-NUMBERS = {"price": float, "quantity": int}  # CSV text that Braze wants as numbers
+ARRAYS = row_mapping.ARRAYS
 BRAZE_KEY_VARIABLE = "BRAZE_API_KEY"
 _ATTEMPTS = 6
 _LISTED_REJECTIONS = 20
@@ -85,12 +84,11 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def parse_map(pairs: list[str]) -> dict[str, str]:
-    mapping = {}
-    for pair in pairs:
-        column, equals, name = pair.partition("=")
-        if not equals or not column:
-            raise CliError(f"--map {pair}: expected COLUMN=FIELD (or COLUMN= to drop the column)")
-        mapping[column] = name
+    try:
+        mapping = row_mapping.parse_map(pairs)
+        row_mapping.check_mapping(mapping)
+    except row_mapping.MappingError as exc:
+        raise CliError(f"--map {exc}") from None
     return mapping
 
 
@@ -121,23 +119,10 @@ def rows(path: Path, file_format: str) -> Iterator[tuple[int, dict[str, Any] | N
 
 
 def to_object(row: dict[str, Any], mapping: dict[str, str], from_csv: bool) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for column, value in row.items():
-        name = mapping.get(column, column)
-        if not name:
-            continue
-        if from_csv and name in NUMBERS:
-            # Left as text when it is not a number: the API's validation (Braze's rule) names the problem.
-            with contextlib.suppress(ValueError):
-                value = NUMBERS[name](value)
-        *parents, last = name.split(".")
-        place = obj
-        for parent in parents:
-            place = place.setdefault(parent, {})
-            if not isinstance(place, dict):
-                raise CliError(f"--map: {name} nests under a field that is not an object")
-        place[last] = value
-    return obj
+    try:
+        return row_mapping.to_object(row, mapping, from_csv)
+    except row_mapping.MappingError as exc:
+        raise CliError(f"--map: {exc}") from None
 
 
 def fingerprint(path: Path, kind: str, mapping: dict[str, str]) -> str:

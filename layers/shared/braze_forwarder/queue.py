@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -119,15 +119,18 @@ def build_messages(
     max_message_bytes: int,
     received_at: str | None = None,
     spans: list[tuple[int, int]] | None = None,
+    envelope_id: Callable[[int], str] | None = None,
 ) -> list[str]:
     """Pack items, in order, into as few envelopes as fit max_message_bytes each.
 
     The caller guarantees each item fits a message on its own (see max_object_bytes). `spans`, when
-    given, receives each message's items as a (start, end) slice of `items`.
+    given, receives each message's items as a (start, end) slice of `items`. `envelope_id`, when
+    given, names message n (from 0) instead of a random id: an import that sends a chunk again
+    after a crash sends envelopes with the same ids, so a copy queued twice can be recognised.
     """
     received_at = received_at or utc_now_iso()
     fragments = _fragments(items)
-    head = _head(kind, source, received_at, correlation_id)
+    head = _head(kind, source, received_at, correlation_id, envelope_id(0) if envelope_id else None)
     if len(head) + 2 + sum(map(len, fragments)) + len(fragments) <= max_message_bytes:
         if spans is not None:
             spans.append((0, len(fragments)))
@@ -136,7 +139,7 @@ def build_messages(
     start, count = 0, len(fragments)
     while start < count:
         if messages:
-            head = _head(kind, source, received_at, correlation_id)
+            head = _head(kind, source, received_at, correlation_id, envelope_id(len(messages)) if envelope_id else None)
         size = len(head) + 2 + len(fragments[start]) + 1
         end = start + 1
         while end < count and size + len(fragments[end]) + 1 <= max_message_bytes:
