@@ -188,6 +188,8 @@ KEPT = {
     "IngestKeysSecret",
     "BrazeApiKeySecret",
     "ExportJobsTable",
+    "ImportsTable",  # the record of the imports and their ranges
+    "ImportBucket",  # files dropped for import
     "RejectedObjectsBucket",
     "LakeBucket",
     "EventsQueue",  # accepted objects not yet delivered

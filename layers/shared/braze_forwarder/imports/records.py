@@ -21,8 +21,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from braze_forwarder import aws
-
 IMPORT_ITEM = "import"
 ENQUEUING, RUNNING, CANCELLED, FINISHED = "enqueuing", "running", "cancelled", "finished"
 ACTIVE = (ENQUEUING, RUNNING)
@@ -96,16 +94,21 @@ def _s(value: str) -> dict[str, str]:
 class ImportsTable:
     """The imports and their ranges in one DynamoDB table (the stack's ImportsTable)."""
 
-    def __init__(self, table: str, ttl_days: int = 30) -> None:
+    def __init__(self, table: str, ttl_days: int = 30, dynamodb: Any = None) -> None:
         self.table = table
         self.ttl_days = ttl_days
+        self._dynamodb = dynamodb  # None: the function's own client (the CLI hands in its target's)
+
+    @property
+    def db(self) -> Any:
+        return self._dynamodb if self._dynamodb is not None else self.db
 
     def _key(self, import_id: str, item_id: str) -> dict[str, Any]:
         return {"import_id": _s(import_id), "item_id": _s(item_id)}
 
     def create(self, record: Import, ranges: list[Range]) -> bool:
         """Write the import (status `enqueuing`) and its ranges; False if the import exists already."""
-        db = aws.client("dynamodb")
+        db = self.db
         item = {
             **self._key(record.import_id, IMPORT_ITEM),
             "status": _s(ENQUEUING),
@@ -140,7 +143,7 @@ class ImportsTable:
         return True
 
     def put_ranges(self, import_id: str, ranges: list[Range], expires_at: int) -> None:
-        db = aws.client("dynamodb")
+        db = self.db
         for first in range(0, len(ranges), 25):
             requests = [
                 {
@@ -179,7 +182,7 @@ class ImportsTable:
         allowed = list(only_from)
         names = {f":from{i}": _s(value) for i, value in enumerate(allowed)}
         try:
-            aws.client("dynamodb").update_item(
+            self.db.update_item(
                 TableName=self.table,
                 Key=self._key(import_id, IMPORT_ITEM),
                 UpdateExpression="SET #status = :status, finished_at_ms = :now",
@@ -194,14 +197,12 @@ class ImportsTable:
         return True
 
     def get(self, import_id: str) -> Import | None:
-        answer = aws.client("dynamodb").get_item(
-            TableName=self.table, Key=self._key(import_id, IMPORT_ITEM), ConsistentRead=True
-        )
+        answer = self.db.get_item(TableName=self.table, Key=self._key(import_id, IMPORT_ITEM), ConsistentRead=True)
         item = answer.get("Item")
         return _import(item) if item else None
 
     def status(self, import_id: str) -> str | None:
-        answer = aws.client("dynamodb").get_item(
+        answer = self.db.get_item(
             TableName=self.table,
             Key=self._key(import_id, IMPORT_ITEM),
             ConsistentRead=True,
@@ -220,7 +221,7 @@ class ImportsTable:
             "ExpressionAttributeValues": {":import": _s(IMPORT_ITEM)},
         }
         while True:
-            answer = aws.client("dynamodb").scan(**request)
+            answer = self.db.scan(**request)
             found.extend(_import(item) for item in answer.get("Items", []))
             if "LastEvaluatedKey" not in answer:
                 break
@@ -236,14 +237,14 @@ class ImportsTable:
             "ConsistentRead": True,
         }
         while True:
-            answer = aws.client("dynamodb").query(**request)
+            answer = self.db.query(**request)
             found.extend(_range(item) for item in answer.get("Items", []))
             if "LastEvaluatedKey" not in answer:
                 return found
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def get_range(self, import_id: str, index: int) -> Range | None:
-        answer = aws.client("dynamodb").get_item(
+        answer = self.db.get_item(
             TableName=self.table, Key=self._key(import_id, range_item(index)), ConsistentRead=True
         )
         item = answer.get("Item")
@@ -253,7 +254,7 @@ class ImportsTable:
         """Take the range's lease (free, expired, or already ours); False if another worker holds it."""
         now = int(time.time() * 1000)
         try:
-            aws.client("dynamodb").update_item(
+            self.db.update_item(
                 TableName=self.table,
                 Key=self._key(import_id, range_item(index)),
                 UpdateExpression="SET lease_owner = :owner, lease_until_ms = :until",
@@ -271,7 +272,7 @@ class ImportsTable:
 
     def release(self, import_id: str, index: int, owner: str) -> None:
         try:
-            aws.client("dynamodb").update_item(
+            self.db.update_item(
                 TableName=self.table,
                 Key=self._key(import_id, range_item(index)),
                 UpdateExpression="REMOVE lease_owner, lease_until_ms",
@@ -288,7 +289,7 @@ class ImportsTable:
         if not numbers:
             return True
         try:
-            aws.client("dynamodb").update_item(
+            self.db.update_item(
                 TableName=self.table,
                 Key=self._key(import_id, range_item(index)),
                 UpdateExpression="ADD sent :sent",
@@ -345,7 +346,7 @@ class ImportsTable:
             },
         }
         try:
-            aws.client("dynamodb").transact_write_items(TransactItems=[{"Update": range_update}, {"Update": totals}])
+            self.db.transact_write_items(TransactItems=[{"Update": range_update}, {"Update": totals}])
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 return False
