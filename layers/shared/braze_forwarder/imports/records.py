@@ -1,13 +1,13 @@
 """The ImportsTable: one item per import (its file, settings and running totals) and one per byte range.
 
-    import_id "imp-…", item_id "import"      status, bucket, key, size, etag, format, kind, mapping, header,
+    import_id "imp-…", item_id "import"      status, bucket, object_key, object_size, etag, format, kind, mapping, header,
                                              chunk_rows, ranges_total, ranges_done, rows_read, rows_queued,
                                              rows_rejected, bytes_read, started_at_ms, finished_at_ms
-    import_id "imp-…", item_id "range#00003" start, end, next_byte, lines, chunks, done, sent, lease_owner,
-                                             lease_until_ms
+    import_id "imp-…", item_id "range#00003" range_start, range_end, next_byte, lines_read, chunks_done,
+                                             range_done, sent_envelopes, lease_owner, lease_until_ms
 
 A range's progress moves only with a conditional write that names the number of chunks it has
-acknowledged (`chunks = :k`) and the worker holding its lease, in one transaction with the import's
+acknowledged (`chunks_done = :k`) and the worker holding its lease, in one transaction with the import's
 totals: a stale or duplicate worker cannot move it, and the totals move exactly as the ranges do.
 """
 
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from braze_forwarder import aws
 
 IMPORT_ITEM = "import"
 ENQUEUING, RUNNING, CANCELLED, FINISHED = "enqueuing", "running", "cancelled", "finished"
@@ -101,7 +103,7 @@ class ImportsTable:
 
     @property
     def db(self) -> Any:
-        return self._dynamodb if self._dynamodb is not None else self.db
+        return self._dynamodb if self._dynamodb is not None else aws.client("dynamodb")
 
     def _key(self, import_id: str, item_id: str) -> dict[str, Any]:
         return {"import_id": _s(import_id), "item_id": _s(item_id)}
@@ -114,7 +116,7 @@ class ImportsTable:
             "status": _s(ENQUEUING),
             "bucket": _s(record.bucket),
             "object_key": _s(record.key),
-            "size": _n(record.size),
+            "object_size": _n(record.size),
             "etag": _s(record.etag),
             "format": _s(record.format),
             "kind": _s(record.kind),
@@ -150,12 +152,12 @@ class ImportsTable:
                     "PutRequest": {
                         "Item": {
                             **self._key(import_id, range_item(r.index)),
-                            "start": _n(r.start),
-                            "end": _n(r.end),
+                            "range_start": _n(r.start),
+                            "range_end": _n(r.end),
                             "next_byte": _n(r.start),
-                            "lines": _n(0),
-                            "chunks": _n(0),
-                            "done": {"BOOL": False},
+                            "lines_read": _n(0),
+                            "chunks_done": _n(0),
+                            "range_done": {"BOOL": False},
                             "expires_at": _n(expires_at),
                         }
                     }
@@ -292,8 +294,8 @@ class ImportsTable:
             self.db.update_item(
                 TableName=self.table,
                 Key=self._key(import_id, range_item(index)),
-                UpdateExpression="ADD sent :sent",
-                ConditionExpression="chunks = :chunk AND lease_owner = :owner",
+                UpdateExpression="ADD sent_envelopes :sent",
+                ConditionExpression="chunks_done = :chunk AND lease_owner = :owner",
                 ExpressionAttributeValues={
                     ":sent": {"NS": [str(n) for n in numbers]},
                     ":chunk": _n(chunk),
@@ -316,10 +318,10 @@ class ImportsTable:
             "TableName": self.table,
             "Key": self._key(import_id, range_item(index)),
             "UpdateExpression": (
-                "SET next_byte = :next, lines = :lines, chunks = :after, done = :done, lease_until_ms = :until"
-                " REMOVE sent"
+                "SET next_byte = :next, lines_read = :lines, chunks_done = :after, range_done = :done,"
+                " lease_until_ms = :until REMOVE sent_envelopes"
             ),
-            "ConditionExpression": "chunks = :chunk AND lease_owner = :owner",
+            "ConditionExpression": "chunks_done = :chunk AND lease_owner = :owner",
             "ExpressionAttributeValues": {
                 ":next": _n(progress.next_byte),
                 ":lines": _n(progress.lines),
@@ -363,7 +365,7 @@ def _import(item: dict[str, Any]) -> Import:
         status=item["status"]["S"],
         bucket=item["bucket"]["S"],
         key=item["object_key"]["S"],
-        size=number("size"),
+        size=number("object_size"),
         etag=item["etag"]["S"],
         format=item["format"]["S"],
         kind=item["kind"]["S"],
@@ -387,13 +389,13 @@ def _import(item: dict[str, Any]) -> Import:
 def _range(item: dict[str, Any]) -> Range:
     return Range(
         index=int(item["item_id"]["S"].split("#", 1)[1]),
-        start=int(item["start"]["N"]),
-        end=int(item["end"]["N"]),
+        start=int(item["range_start"]["N"]),
+        end=int(item["range_end"]["N"]),
         next_byte=int(item["next_byte"]["N"]),
-        lines=int(item["lines"]["N"]),
-        chunks=int(item["chunks"]["N"]),
-        done=bool(item.get("done", {}).get("BOOL")),
-        sent=frozenset(int(n) for n in item.get("sent", {}).get("NS", [])),
+        lines=int(item["lines_read"]["N"]),
+        chunks=int(item["chunks_done"]["N"]),
+        done=bool(item.get("range_done", {}).get("BOOL")),
+        sent=frozenset(int(n) for n in item.get("sent_envelopes", {}).get("NS", [])),
         lease_owner=item["lease_owner"]["S"] if "lease_owner" in item else None,
         lease_until_ms=int(item["lease_until_ms"]["N"]) if "lease_until_ms" in item else 0,
     )

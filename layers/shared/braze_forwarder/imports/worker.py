@@ -37,6 +37,10 @@ _ENVELOPE_NAMESPACE = uuid.UUID("5f0c1d52-6a43-4b7e-9f0e-2d8a3c1b7e10")
 _KEPT_ROW_CHARS = 64 * 1024  # a rejected row is kept with its text, up to this much
 
 
+class RangeBusy(Exception):
+    """Another worker holds the range's lease; the task goes back to the queue and tries later."""
+
+
 @dataclass
 class WorkerParts:
     """What a worker writes to, handed in: the real ones in the Lambda, wrapped ones in tests."""
@@ -93,9 +97,11 @@ def run_task(
     owner = uuid.uuid4().hex
     lease_ms = config.import_lease_seconds * 1000
     if not parts.table.claim(task.import_id, task.range, owner, lease_ms):
-        # Another worker holds the range (a duplicate task): it carries the range; this copy ends.
-        logger.info("another worker holds this range")
-        return "busy"
+        # Another worker holds the range: a duplicate task while it runs, or a worker that died
+        # less than a lease ago. Either way this task comes back after the queue's visibility
+        # timeout (ten times the worker's timeout, longer than any lease) and finds the range done
+        # or free; dropping it could orphan the range of a worker that died.
+        raise RangeBusy(f"range {task.range} of {task.import_id} is held by another worker")
     return _Range(config, parts, record, state, owner, remaining_seconds).run()
 
 
