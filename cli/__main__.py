@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cli import backfill, dlq, exports, rejects
+from cli import backfill, dlq, exports, imports, rejects
 from cli.errors import CliError
 from cli.target import add_arguments, aws_problem, resolve
 
@@ -27,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_parser(commands, [target])
     exports.add_parser(commands, [target])
     backfill.add_parser(commands, [target])
+    imports.add_parser(commands, [target])
     return root
 
 

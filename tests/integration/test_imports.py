@@ -358,9 +358,10 @@ def test_the_worker_handler_counts_rows_in_metrics(harness: Harness, capsys: pyt
     harness.start("purchases/p.ndjson", kind="purchases")
     url = harness.stack.refs["ImportTasksQueue"]
     message = harness.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"][0]
-    event = {"Records": [{"messageId": message["MessageId"], "receiptHandle": "r", "body": message["Body"],
-                          "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-                          "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}]}  # fmt: skip
+    record = {"messageId": message["MessageId"], "receiptHandle": "r", "body": message["Body"], "attributes": {},
+              "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+              "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q"}  # fmt: skip
+    event = {"Records": [record]}
     assert worker_app.lambda_handler(event, LambdaContextStub()) == {"batchItemFailures": []}
     printed = capsys.readouterr().out
     assert metric_values(printed, "ImportRowsRead") == [2.0]

@@ -1,8 +1,8 @@
 """The ImportsTable: one item per import (its file, settings and running totals) and one per byte range.
 
-    import_id "imp-…", item_id "import"      status, bucket, object_key, object_size, etag, format, kind, mapping, header,
-                                             chunk_rows, ranges_total, ranges_done, rows_read, rows_queued,
-                                             rows_rejected, bytes_read, started_at_ms, finished_at_ms
+    import_id "imp-…", item_id "import"      status, bucket, object_key, object_size, etag, format, kind,
+                                             mapping, header, chunk_rows, ranges_total, ranges_done, rows_read,
+                                             rows_queued, rows_rejected, bytes_read, started_at_ms, finished_at_ms
     import_id "imp-…", item_id "range#00003" range_start, range_end, next_byte, lines_read, chunks_done,
                                              range_done, sent_envelopes, lease_owner, lease_until_ms
 
