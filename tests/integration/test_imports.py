@@ -317,7 +317,7 @@ def test_a_file_dropped_in_the_bucket_is_imported_through_the_drops_queue(harnes
     assert len(messages) == 1  # only the prefixes that name a kind notify
     event = {"Records": [{"eventSource": "aws:sqs", "messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
     answer = starter_app.lambda_handler(event, LambdaContextStub())
-    assert answer["ok"] and answer["started"][0].startswith("imp-")
+    assert answer["ok"] and answer["started"][0].startswith("imp-") and answer["batchItemFailures"] == []
     harness.run_tasks()
     items = harness.queued()
     assert [(obj["external_id"], obj["name"]) for _, obj, _ in items] == [("u1", "played")]
