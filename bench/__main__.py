@@ -8,6 +8,7 @@ from bench import (
     common,  # noqa: F401  (sets the environment first)
     datapoints,
     exports,
+    imports,
     ingest,
     latency,
     packing,
@@ -21,6 +22,7 @@ def main() -> None:
     packing.main()
     datapoints.main()
     exports.main()
+    imports.main()
     coldstart.main()
     latency.main()
 

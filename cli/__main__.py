@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cli import backfill, deletions, dlq, exports, rejects, users
+from cli import backfill, deletions, dlq, exports, imports, rejects, users
 from cli.errors import CliError
 from cli.target import add_arguments, aws_problem, resolve
 
@@ -29,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
     backfill.add_parser(commands, [target])
     users.add_parser(commands, [target])
     deletions.add_parser(commands, [target])
+    imports.add_parser(commands, [target])
     return root
 
 

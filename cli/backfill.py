@@ -4,36 +4,42 @@ Rows become Braze objects (columns named as Braze's fields, or renamed with --ma
 `--map column=` drops a column; a field may be nested, properties.plan). They go through the
 stack's API (`--via api`, the default: validated, queued and delivered like any client's) or
 straight to Braze (`--via braze`, with the project's Braze client and retry rule), 75 objects a
-request. Each request carries an Idempotency-Key derived from the file and the chunk, so a resumed
-run never queues a chunk twice (Braze itself takes no such key: with --via braze, the one chunk in
-flight when a run dies is sent again on resume). The state file records the last acknowledged row:
-run the same command again to continue where it stopped.
+request, up to 4 requests at once: each user's rows go to one request of a window of 4 (routed by
+the user's identifier), and the next window starts once the whole window is acknowledged, so a
+user's rows arrive in file order. Each request carries an Idempotency-Key derived from the file,
+the window and its place in it, so a resumed run never queues a request twice (Braze itself takes
+no such key: with --via braze, the requests in flight when a run dies are sent again on resume).
+The state file records the last acknowledged row: run the same command again to continue where it
+stopped. For large files, `braze-forwarder import` has the stack do it (docs/imports.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from braze_forwarder import rows as row_mapping
 from cli.errors import CliError
 from cli.rejects import INGEST_KEY_VARIABLE
 from cli.target import Target
 
 CHUNK = 75  # objects a request: Braze's /users/track limit
-ARRAYS = {"users": "attributes", "events": "events", "purchases": "purchases"}
-NUMBERS = {"price": float, "quantity": int}  # CSV text that Braze wants as numbers
+IN_FLIGHT = 4  # requests at once; one user's rows are never in two of them
+_IDENTIFIERS = ("external_id", "user_alias", "braze_id", "email", "phone")
+ARRAYS = row_mapping.ARRAYS
 BRAZE_KEY_VARIABLE = "BRAZE_API_KEY"
 _ATTEMPTS = 6
 _LISTED_REJECTIONS = 20
@@ -85,12 +91,11 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def parse_map(pairs: list[str]) -> dict[str, str]:
-    mapping = {}
-    for pair in pairs:
-        column, equals, name = pair.partition("=")
-        if not equals or not column:
-            raise CliError(f"--map {pair}: expected COLUMN=FIELD (or COLUMN= to drop the column)")
-        mapping[column] = name
+    try:
+        mapping = row_mapping.parse_map(pairs)
+        row_mapping.check_mapping(mapping)
+    except row_mapping.MappingError as exc:
+        raise CliError(f"--map {exc}") from None
     return mapping
 
 
@@ -121,23 +126,10 @@ def rows(path: Path, file_format: str) -> Iterator[tuple[int, dict[str, Any] | N
 
 
 def to_object(row: dict[str, Any], mapping: dict[str, str], from_csv: bool) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for column, value in row.items():
-        name = mapping.get(column, column)
-        if not name:
-            continue
-        if from_csv and name in NUMBERS:
-            # Left as text when it is not a number: the API's validation (Braze's rule) names the problem.
-            with contextlib.suppress(ValueError):
-                value = NUMBERS[name](value)
-        *parents, last = name.split(".")
-        place = obj
-        for parent in parents:
-            place = place.setdefault(parent, {})
-            if not isinstance(place, dict):
-                raise CliError(f"--map: {name} nests under a field that is not an object")
-        place[last] = value
-    return obj
+    try:
+        return row_mapping.to_object(row, mapping, from_csv)
+    except row_mapping.MappingError as exc:
+        raise CliError(f"--map: {exc}") from None
 
 
 def fingerprint(path: Path, kind: str, mapping: dict[str, str]) -> str:
@@ -166,48 +158,79 @@ def backfill_command(target: Target | None, args: argparse.Namespace) -> int:
     progress = _Progress(total, state.rows_done)
     if state.rows_done:
         print(f"resuming after row {state.rows_done} of {total} (state {state.path})")
-    chunk: list[tuple[int, dict[str, Any]]] = []
-    unreadable: list[dict[str, Any]] = []  # recorded with the chunk they precede, so a resume adds them once
+    # A window holds up to IN_FLIGHT requests, sent at once; each user's rows go to one request of
+    # the window (routed by the user), so no user is in two concurrent requests, and the next window
+    # starts when the whole window is acknowledged: a user's rows reach the API in file order.
+    window: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in range(IN_FLIGHT)]
+    unreadable: list[dict[str, Any]] = []  # recorded with the window they precede, so a resume adds them once
     last_row = state.rows_done
-    for number, row, problem in rows(path, file_format):
-        if number <= state.rows_done:
-            continue
-        last_row = number
-        if row is None:
-            unreadable.append({"row": number, "type": "UNREADABLE_ROW", "reason": problem})
-        else:
-            chunk.append((number, to_object(row, mapping, file_format == "csv")))
-        if len(chunk) == CHUNK:
-            _deliver(send, array, chunk, unreadable, last_row, state)
-            progress.show(state.rows_done)
-            chunk, unreadable = [], []
-    if chunk or last_row > state.rows_done:
-        _deliver(send, array, chunk, unreadable, last_row, state)
+    with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="backfill") as pool:
+        for number, row, problem in rows(path, file_format):
+            if number <= state.rows_done:
+                continue
+            last_row = number
+            if row is None:
+                unreadable.append({"row": number, "type": "UNREADABLE_ROW", "reason": problem})
+                continue
+            obj = to_object(row, mapping, file_format == "csv")
+            request = window[_route(obj)]
+            request.append((number, obj))
+            if len(request) == CHUNK:
+                _deliver(pool, send, array, window, unreadable, last_row, state)
+                progress.show(state.rows_done)
+                window, unreadable = [[] for _ in range(IN_FLIGHT)], []
+        if any(window) or last_row > state.rows_done:
+            _deliver(pool, send, array, window, unreadable, last_row, state)
     state.finished = True
     state.save()
     progress.show(state.rows_done, final=True)
     return _summary(state)
 
 
+def _route(obj: dict[str, Any]) -> int:
+    """The request of a window a user's objects go to: the same for every object of one user."""
+    identity = next((obj[name] for name in _IDENTIFIERS if obj.get(name) not in (None, "")), None)
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big") % IN_FLIGHT
+
+
 def _deliver(
+    pool: ThreadPoolExecutor,
     send: Any,
     array: str,
-    chunk: list[tuple[int, dict[str, Any]]],
+    window: list[list[tuple[int, dict[str, Any]]]],
     unreadable: list[dict[str, Any]],
     last_row: int,
     state: State,
 ) -> None:
-    """Send one chunk; record its rejected rows and acknowledge every row up to last_row."""
+    """Send one window's requests at once; record their rejected rows and acknowledge every row up to last_row.
+
+    Each request's Idempotency-Key names the window and its place in it, so a window sent again after
+    an interruption replays the requests the API took and queues only the others."""
     state.rejected.extend(unreadable)
-    if chunk:
-        key = "backfill-" + hashlib.sha256(f"{state.fingerprint}:{chunk[0][0]}:{last_row}".encode()).hexdigest()[:40]
-        errors = send(array, [obj for _, obj in chunk], key)
+    requests_ = [request for request in window if request]
+    first = min((request[0][0] for request in requests_), default=last_row)
+    futures = [
+        pool.submit(send, array, [obj for _, obj in request], _idempotency_key(state, first, last_row, place))
+        for place, request in enumerate(window)
+        if request
+    ]
+    wait(futures)
+    for future in futures:
+        future.result()  # the first failure (or interruption) stops the run; the window is sent again on resume
+    for request, future in zip(requests_, futures, strict=True):
+        errors = future.result()
         for index, error_type, reason in errors:
-            if 0 <= index < len(chunk):
-                state.rejected.append({"row": chunk[index][0], "type": error_type, "reason": reason})
-        state.accepted += len(chunk) - len({index for index, _, _ in errors if 0 <= index < len(chunk)})
+            if 0 <= index < len(request):
+                state.rejected.append({"row": request[index][0], "type": error_type, "reason": reason})
+        state.accepted += len(request) - len({index for index, _, _ in errors if 0 <= index < len(request)})
+    state.rejected.sort(key=lambda entry: entry["row"])
     state.rows_done = last_row
     state.save()
+
+
+def _idempotency_key(state: State, first_row: int, last_row: int, place: int) -> str:
+    return "backfill-" + hashlib.sha256(f"{state.fingerprint}:{first_row}:{last_row}:{place}".encode()).hexdigest()[:40]
 
 
 def _api_sender(target: Target | None, args: argparse.Namespace) -> Any:
@@ -217,14 +240,16 @@ def _api_sender(target: Target | None, args: argparse.Namespace) -> Any:
         raise CliError(f"--via api needs the API client key: --ingest-key KEY or {INGEST_KEY_VARIABLE}=KEY")
     if not target.api_url:
         raise CliError("the stack's API URL is unknown: give --api-url URL")
-    session = requests.Session()
+    local = threading.local()  # a Session each sending thread: requests does not promise a shared one is safe
     url = f"{target.api_url}/users/track"
 
     def send(array: str, objects: list[dict[str, Any]], idempotency_key: str) -> list[tuple[int, str, str]]:
         headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key}
         for attempt in range(_ATTEMPTS):
             try:
-                response = session.post(url, json={array: objects}, headers=headers, timeout=30)
+                if not hasattr(local, "session"):
+                    local.session = requests.Session()
+                response = local.session.post(url, json={array: objects}, headers=headers, timeout=30)
             except requests.RequestException as exc:
                 problem = f"the API is unreachable ({type(exc).__name__})"
             else:
@@ -261,7 +286,7 @@ def _braze_sender(args: argparse.Namespace) -> Any:
             check_rest_endpoint(args.braze_endpoint)
         except ValueError as exc:
             raise CliError(f"--braze-endpoint {args.braze_endpoint}: {exc}") from None
-    client = BrazeClient(args.braze_endpoint, pool_size=1, connect_timeout_seconds=5, read_timeout_seconds=30)
+    client = BrazeClient(args.braze_endpoint, pool_size=IN_FLIGHT, connect_timeout_seconds=5, read_timeout_seconds=30)
 
     def send(array: str, objects: list[dict[str, Any]], idempotency_key: str) -> list[tuple[int, str, str]]:
         for attempt in range(_ATTEMPTS):

@@ -18,6 +18,7 @@ from cli.errors import CliError
 
 LOCAL_AWS_ENDPOINT = "http://127.0.0.1:5000"
 LOCAL_API_URL = "http://127.0.0.1:3000"
+LOCAL_LAMBDA_URL = "http://127.0.0.1:3001"  # the local stack's Invoke API (local/lambda_api.py)
 LOCAL_STACK_NAME = "braze-forwarder"
 LOCAL_REGION = "us-east-1"
 # moto accepts any credentials; the operator's real ones are never sent to it.
@@ -34,6 +35,9 @@ _OUTPUTS = {
     "UserOrderTableName": ("UserOrderTable", "table"),
     "AttributeStateTableName": ("AttributeStateTable", "table"),
     "LakeBucketName": ("LakeBucket", "bucket"),
+    "ImportBucketName": ("ImportBucket", "bucket"),
+    "ImportsTableName": ("ImportsTable", "table"),
+    "ImportStarterFunctionName": ("ImportStarterFunction", "function"),
 }
 
 
@@ -45,6 +49,7 @@ class Target:
     region: str | None = None
     endpoint_url: str | None = None  # None: AWS itself
     local: bool = False
+    lambda_url: str | None = None  # None: AWS's Lambda (the local stack's Invoke API when local)
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def output(self, name: str) -> str:
@@ -55,7 +60,9 @@ class Target:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = _client(service, self.region, self.endpoint_url, self.local)
+            # Locally, Lambda is the stack's own Invoke API, not moto's.
+            endpoint = self.lambda_url if service == "lambda" and self.lambda_url else self.endpoint_url
+            self._clients[service] = _client(service, self.region, endpoint, self.local)
         return self._clients[service]
 
 
@@ -72,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--api-url", metavar="URL", help="the ingest API's URL (default: the stack's ApiUrl output)")
     group.add_argument(
+        "--lambda-url", metavar="URL", help=f"with --local: the stack's Lambda Invoke API (default {LOCAL_LAMBDA_URL})"
+    )
+    group.add_argument(
         "--local-stack-name", metavar="NAME", default=LOCAL_STACK_NAME, help=argparse.SUPPRESS
     )  # the local stack's --stack-name, when changed
 
@@ -86,6 +96,7 @@ def resolve(args: argparse.Namespace) -> Target:
             region=LOCAL_REGION,
             endpoint_url=endpoint,
             local=True,
+            lambda_url=(getattr(args, "lambda_url", None) or LOCAL_LAMBDA_URL).rstrip("/"),
         )
         target.outputs = _local_outputs(target)
         return target
@@ -123,6 +134,8 @@ def _local_outputs(target: Target) -> dict[str, str]:
             outputs[output] = name.lower()
         elif kind == "table":
             outputs[output] = name
+        elif kind == "function":
+            outputs[output] = logical_id  # the Invoke API takes the logical id, as sam local does
         else:
             try:
                 outputs[output] = sqs.get_queue_url(QueueName=name)["QueueUrl"]

@@ -199,8 +199,15 @@ def create_resources(
     _register_implicit_http_api(stack)
     _register_function_urls(stack)
     resources = template["Resources"]
-    # Dead-letter queues first: their ARNs appear in the other queues' redrive policies.
-    ordered = sorted(resources, key=lambda lid: "RedrivePolicy" in resources[lid].get("Properties", {}))
+    # Dead-letter queues first: their ARNs appear in the other queues' redrive policies; buckets that
+    # notify a queue last, after the queue.
+    ordered = sorted(
+        resources,
+        key=lambda lid: (
+            "NotificationConfiguration" in resources[lid].get("Properties", {}),
+            "RedrivePolicy" in resources[lid].get("Properties", {}),
+        ),
+    )
     for logical_id in ordered:
         resource = resources[logical_id]
         creator = _CREATORS.get(resource["Type"])
@@ -323,8 +330,30 @@ def _create_bucket(session: Any, stack: LocalStack, logical_id: str, properties:
     versioning = properties.get("VersioningConfiguration")
     if versioning:  # deleting then leaves a delete marker, as in AWS (the lifecycle rules are not run locally)
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": stack.resolve(versioning["Status"])})
+    notifications = (properties.get("NotificationConfiguration") or {}).get("QueueConfigurations")
+    if notifications:  # CloudFormation's shape → the API's; moto's S3 then sends the events to the queue
+        s3.put_bucket_notification_configuration(
+            Bucket=name,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": stack.resolve(entry["Queue"]),
+                        "Events": [entry["Event"]],
+                        **_key_filter(entry.get("Filter")),
+                    }
+                    for entry in notifications
+                ]
+            },
+        )
     stack.refs[logical_id] = name
     stack.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+
+
+def _key_filter(spec: dict[str, Any] | None) -> dict[str, Any]:
+    rules = ((spec or {}).get("S3Key") or {}).get("Rules") or []
+    if not rules:
+        return {}
+    return {"Filter": {"Key": {"FilterRules": [{"Name": rule["Name"], "Value": rule["Value"]} for rule in rules]}}}
 
 
 def _create_log_group(session: Any, stack: LocalStack, logical_id: str, properties: dict[str, Any]) -> None:

@@ -154,7 +154,9 @@ def test_the_dashboard_is_json_and_watches_the_function_url_of_the_ingest_functi
 
     stack = stack_with(front_door)
     stack.refs |= {"IngestHttpApi": "abc123", HTTP_API: "fn-http", FUNCTION_URL: "fn-url", "BrazeSenderFunction": "s"}
-    stack.attributes |= {(queue, "QueueName"): queue for queue in ("EventsQueue", "EventsDLQ")}
+    stack.attributes |= {
+        (queue, "QueueName"): queue for queue in ("EventsQueue", "EventsDLQ", "ImportTasksQueue", "ImportTasksDLQ")
+    }
     body = json.loads(stack.resolve(RESOURCES["OperationsDashboard"]["Properties"]["DashboardBody"]))
     rows = [row for widget in body["widgets"] for row in widget["properties"].get("metrics", [])]
     [requests_row] = [row for row in rows if row[:2] == ["AWS/Lambda", "UrlRequestCount"]]

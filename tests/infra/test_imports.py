@@ -1,5 +1,5 @@
 """The import graph, read from the source with ast (imports inside functions included): no cycle
-among modules, the features (ingest, delivery, exports) import nothing from one another, and the
+among modules, the features (ingest, delivery, exports, imports) import nothing from one another, and the
 local stack and the API document import one way (local → apidoc, never back).
 
 The features meet only through the base modules below them (braze/, queue, http_answers,
@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "layers" / "shared"
 PACKAGE = "braze_forwarder"
-FEATURES = ("ingest", "delivery", "exports")
+FEATURES = ("ingest", "delivery", "exports", "imports")
 # Top-level code of the repository beside the layer's package, with where it is found.
 TREES: dict[str, Path] = {
     PACKAGE: LAYER / PACKAGE,

@@ -191,6 +191,8 @@ KEPT = {
     "BrazeApiKeySecret",
     "ExportJobsTable",
     "UserOrderTable",  # the tombstones that keep deleted users deleted while queued objects remain
+    "ImportsTable",  # the record of the imports and their ranges
+    "ImportBucket",  # files dropped for import
     "RejectedObjectsBucket",
     "LakeBucket",
     "EventsQueue",  # accepted objects not yet delivered

@@ -366,6 +366,27 @@ class ExportCopierSettings(ExportUrlSettings):
     export_max_line_bytes: int = setting(default=16 * MIB, ge=64 * KIB, le=256 * MIB)
 
 
+@settings_class
+class ImportSettings(Settings):
+    """ImportStarterFunction and ImportWorkerFunction: split a file into ranges, queue its rows."""
+
+    imports_table: str = setting(min_length=1)
+    import_tasks_queue_url: str = setting(min_length=1)
+    events_queue_url: str = setting(min_length=1)
+    rejected_bucket: str = setting(min_length=1)
+    import_bucket: str = ""  # the bucket whose drops start imports (the template's ImportBucket)
+    # 8-64 MiB a range in production; tests and the local stack use small ones to get several.
+    import_range_bytes: int = setting(default=32 * MIB, ge=16 * KIB, le=1024 * MIB)
+    import_chunk_rows: int = setting(default=1000, ge=1, le=10_000)
+    import_max_line_bytes: int = setting(default=1 * MIB, ge=1 * KIB, le=16 * MIB)
+    max_message_bytes: int = setting(default=256 * KIB, ge=16 * KIB, le=SQS_MAX_MESSAGE_BYTES)
+    import_ttl_days: int = setting(default=30, ge=1, le=400)
+    # Stop this long before the timeout and hand the range to a fresh invocation.
+    time_reserve_seconds: float = setting(default=20.0, ge=0.5, le=300)
+    # A range's lease: at least the worker's timeout, so a live worker never loses it.
+    import_lease_seconds: int = setting(default=900, ge=1, le=3600)
+
+
 @functools.cache
 def settings(kind: type[S]) -> S:
     """The validated settings of one kind, read once per execution environment."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -133,17 +133,22 @@ def build_messages(
     received_at: str | None = None,
     accepted_at: str | None = None,
     spans: list[tuple[int, int]] | None = None,
+    envelope_id: Callable[[int], str] | None = None,
 ) -> list[str]:
     """Pack items, in order, into as few envelopes as fit max_message_bytes each.
 
     The caller guarantees each item fits a message on its own (see max_object_bytes). `spans`, when
     given, receives each message's items as a (start, end) slice of `items`. `accepted_at` defaults
-    to now, `received_at` to `accepted_at`.
+    to now, `received_at` to `accepted_at`. `envelope_id`, when given, names message n (from 0)
+    instead of a random id: an import that sends a chunk again after a crash sends envelopes with the
+    same ids, so a copy queued twice can be recognised.
     """
     accepted_at = accepted_at or utc_now_iso()
     received_at = received_at or accepted_at
     fragments = _fragments(items)
-    head = _head(kind, source, received_at, correlation_id, accepted_at=accepted_at)
+    head = _head(
+        kind, source, received_at, correlation_id, envelope_id(0) if envelope_id else None, accepted_at=accepted_at
+    )
     if len(head) + 2 + sum(map(len, fragments)) + len(fragments) <= max_message_bytes:
         if spans is not None:
             spans.append((0, len(fragments)))
@@ -152,7 +157,14 @@ def build_messages(
     start, count = 0, len(fragments)
     while start < count:
         if messages:
-            head = _head(kind, source, received_at, correlation_id, accepted_at=accepted_at)
+            head = _head(
+                kind,
+                source,
+                received_at,
+                correlation_id,
+                envelope_id(len(messages)) if envelope_id else None,
+                accepted_at=accepted_at,
+            )
         size = len(head) + 2 + len(fragments[start]) + 1
         end = start + 1
         while end < count and size + len(fragments[end]) + 1 <= max_message_bytes:

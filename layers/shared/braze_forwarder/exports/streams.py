@@ -1,10 +1,10 @@
 """Streaming an export file from zip or gzip to gzip NDJSON, in constant memory.
 
-Reading: `S3ObjectReader` is a seekable file over an S3 object that never holds the object: each
-run of sequential reads is one streamed GET from the current offset, and a seek elsewhere starts
-another. gzip is read straight through (one GET); zipfile reads the central directory at the end
-and then each member in order (a handful of GETs). A downloaded file (url mode) is a file on /tmp
-and needs none of this.
+Reading: `S3ObjectReader` (braze_forwarder.s3_stream, shared with imports) is a seekable file over
+an S3 object that never holds the object: each run of sequential reads is one streamed GET from the
+current offset, and a seek elsewhere starts another. gzip is read straight through (one GET);
+zipfile reads the central directory at the end and then each member in order (a handful of GETs). A
+downloaded file (url mode) is a file on /tmp and needs none of this.
 
 Converting: `export_lines` yields one JSON user object per line, from every member of a zip, from
 a gzip (multi-member too) or from plain NDJSON, recognised by their first bytes rather than the
@@ -29,76 +29,18 @@ import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
-_READ_BUFFER_BYTES = 64 * 1024
+from braze_forwarder.s3_stream import S3ObjectReader, SourceTruncated, buffered
+
 _COMPRESS_BATCH_BYTES = 256 * 1024
 # One decoder for every line: json.loads would also sniff each line's encoding (Braze writes UTF-8).
 _DECODER = json.JSONDecoder()
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib emits a gzip member (header with mtime 0: identical bytes on a retry)
 
+__all__ = ["CorruptFile", "GzipPartWriter", "S3ObjectReader", "SourceTruncated", "buffered", "export_lines"]
+
 
 class CorruptFile(Exception):
     """The export file cannot be read as zip or gzip of newline-delimited JSON objects."""
-
-
-class SourceTruncated(Exception):
-    """The object ended before its announced size: a transfer problem, worth another try."""
-
-
-class S3ObjectReader(io.RawIOBase):
-    """A read-only, seekable view of one S3 object, streamed with ranged GETs."""
-
-    def __init__(self, s3: Any, bucket: str, key: str, size: int | None = None) -> None:
-        super().__init__()
-        self._s3, self._bucket, self._key = s3, bucket, key
-        self.size = size if size is not None else int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
-        self._position = 0
-        self._body: Any = None
-        self._body_position = -1
-        self.requests = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        if self._position >= self.size or len(buffer) == 0:
-            return 0
-        if self._body is None or self._body_position != self._position:
-            self._close_body()
-            response = self._s3.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-")
-            self._body, self._body_position = response["Body"], self._position
-            self.requests += 1
-        data = self._body.read(min(len(buffer), self.size - self._position))
-        if not data:
-            raise SourceTruncated(f"s3://{self._bucket}/{self._key} ended at byte {self._position} of {self.size}")
-        count = len(data)
-        buffer[:count] = data
-        self._position += count
-        self._body_position += count
-        return count
-
-    def close(self) -> None:
-        self._close_body()
-        super().close()
-
-    def _close_body(self) -> None:
-        if self._body is not None:
-            self._body.close()  # an unfinished stream's connection is dropped, not returned to the pool
-            self._body = None
-
-
-def buffered(raw: io.RawIOBase) -> io.BufferedReader:
-    return io.BufferedReader(raw, buffer_size=_READ_BUFFER_BYTES)
 
 
 def export_lines(source: IO[bytes], max_line_bytes: int) -> Iterator[bytes]:
