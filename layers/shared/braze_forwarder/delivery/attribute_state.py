@@ -69,6 +69,10 @@ class AttributeStore(Protocol):
         """Record these attributes of one user (others are left as they are)."""
         ...
 
+    def forget(self, user: str) -> None:
+        """Erase everything known of one user (their delete reached Braze)."""
+        ...
+
 
 class DynamoAttributeStore:
     """The store in the stack's AttributeStateTable."""
@@ -125,3 +129,6 @@ class DynamoAttributeStore:
                     ":expires": {"N": expires_at},
                 },
             )
+
+    def forget(self, user: str) -> None:
+        aws.client("dynamodb").delete_item(TableName=self.table, Key={"user": {"S": user}})
