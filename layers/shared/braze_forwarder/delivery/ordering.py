@@ -130,6 +130,7 @@ class OrderGate:
         self._digests: dict[int, list[str]] = {}
         self._own: dict[int, OrderRecord] = {}
         self._rechecked: set[str] = set()
+        self._merges_here: set[str] = set()  # merges of this batch: sent after its other objects
 
     # ------------------------------------------------------------------ the batch
 
@@ -141,13 +142,17 @@ class OrderGate:
         self.snapshot = self.store.snapshot(since, _warm.get(self.store.table))
         _warm[self.store.table] = self.snapshot
         now = self.clock()
-        to_send: list[Parcel] = []
-        held: list[Parcel] = []
-        early: dict[int, list[Parcel]] = {}
         for parcel in parcels:
             own = own_record(parcel)
             if own is not None:
                 self._own[id(parcel)] = own
+                if own.kind == "merge":
+                    self._merges_here.add(own.key["sk"]["S"])
+        to_send: list[Parcel] = []
+        held: list[Parcel] = []
+        early: dict[int, list[Parcel]] = {}
+        for parcel in parcels:
+            own = self._own.get(id(parcel))
             if parcel.kind in FENCED_KINDS:
                 remaining = _seconds(_order_time(parcel)) + self.fence_seconds - now
                 if remaining > 0:
@@ -260,6 +265,8 @@ class OrderGate:
             for record in snapshot.records.get(user, ()):
                 if record.kind != "merge" or (own is not None and record.key == own.key):
                     continue
+                if not record.delivered and record.key["sk"]["S"] in self._merges_here:
+                    continue  # this batch's merge: it goes after this object (Sender.deliver)
                 if order_time <= record.accepted_at and snapshot.taken_at > _plus(
                     record.accepted_at, RECORD_WRITE_SECONDS + CLOCK_SKEW_SECONDS
                 ):
