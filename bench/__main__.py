@@ -10,6 +10,7 @@ from bench import (
     exports,
     ingest,
     latency,
+    ordering,
     packing,
 )
 
@@ -20,6 +21,7 @@ def main() -> None:
     ingest.main()
     packing.main()
     datapoints.main()
+    ordering.main()
     exports.main()
     coldstart.main()
     latency.main()
