@@ -20,11 +20,19 @@ from tests.integration.test_braze_sender import failed_ids, rejected_records
 pytestmark = pytest.mark.clock
 
 BRAZE_KEY = "braze-rest-key-0123456789"
-START = time.time() - 600  # accept times on a timeline that began ten minutes ago: every fence has passed
+_timeline = [0.0]
+
+
+@pytest.fixture(autouse=True)
+def timeline() -> None:
+    """Each test's accept times on a timeline that began ten minutes before it (every fence has
+    passed), read from the clock the test runs on (tests/clock.py moves it)."""
+    _timeline[0] = time.time() - 600
 
 
 def at(second: float) -> str:
-    return ordering._iso(START + second)
+    """An accept time `second` seconds into the test's timeline."""
+    return ordering._iso(_timeline[0] + second)
 
 
 @pytest.fixture

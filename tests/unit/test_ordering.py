@@ -102,12 +102,19 @@ def event(user: str = "alice", seq: int = 0) -> tuple[str, dict[str, Any]]:
     )
 
 
-START = time.time() - 600
+_timeline = [0.0]
+
+
+@pytest.fixture(autouse=True)
+def timeline() -> None:
+    """Each test's accept times on a timeline that began ten minutes before it (every fence has
+    passed), read from the clock the test runs on (tests/clock.py moves it)."""
+    _timeline[0] = time.time() - 600
 
 
 def at(second: float) -> str:
-    """An accept time `second` seconds into a timeline that began ten minutes ago."""
-    return ordering._iso(START + second)
+    """An accept time `second` seconds into the test's timeline."""
+    return ordering._iso(_timeline[0] + second)
 
 
 def test_objects_accepted_at_or_before_a_tombstone_are_dropped_and_reported_without_the_object(store):
