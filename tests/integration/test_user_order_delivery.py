@@ -196,3 +196,25 @@ def test_a_merge_goes_after_older_objects_and_newer_ones_wait_for_it(send, braze
     [record] = braze.merges
     assert record["outcome"] == "merged" and seqs(record["merged_history"]) == [1]
     assert history_seqs(braze, "old") == [3]  # accepted after the merge: a new profile, after it
+
+
+def test_deletes_go_50_a_call_one_identifier_type_each_and_a_refused_one_is_kept(send, braze, store, aws_stack):
+    users = [f"user-{n}" for n in range(60)] + [""]  # Braze refuses the empty id: a 400 for the call
+    aliases = [{"alias_name": f"d{n}", "alias_label": "device"} for n in range(2)]
+    records = [OrderRecord("delete", user_digest(("external_id", u)), at(20)) for u in users]
+    records += [OrderRecord("delete", user_digest(("user_alias", a["alias_name"], "device")), at(20)) for a in aliases]
+    store.put(records)
+    by_id = envelope("delete", [("external_ids", u) for u in users], at(20))
+    by_alias = envelope("delete", [("user_aliases", a) for a in aliases], at(20))
+
+    assert failed_ids(send(by_id, by_alias)) == []
+
+    answered = [r.json for r in braze.requests if r.path == "/users/delete" and r.status == 200]
+    assert all(len(body) == 1 for body in answered)  # one identifier type per request
+    deleted = [i for body in answered for i in body.get("external_ids", [])]
+    assert sorted(deleted) == sorted(users[:-1]) and max(len(b.get("external_ids", [])) for b in answered) == 50
+    assert [a for body in answered for a in body.get("user_aliases", [])] == aliases
+    [refused] = [r for r in rejected_records(aws_stack) if r["origin"]["kind"] == "delete"]
+    assert refused["object"] == "" and refused["braze"]["status"] == 400
+    undelivered = [r for r in records if not (store.get(r) or r).delivered]
+    assert undelivered == [records[60]]  # a refused delete keeps what follows waiting (DeletesRefused)
