@@ -1,7 +1,12 @@
 """Delivering a batch of queue messages to Braze.
 
-The batch's objects are packed into as few calls as Braze's limits allow (see braze.packing),
-sent in parallel, and every Braze answer is mapped back to the objects it concerns:
+Track, identify, alias, delete and merge objects go to their own endpoints (PATHS). Once the batch is
+open, the order gate (delivery.ordering) judges every object against the deletes, aliases and merges
+of its users: objects accepted before a delete are dropped, objects after an undelivered one go back
+to the queue, deletes and merges wait for their fence and are sent once (docs/ordering.md). The rest
+is packed into as few calls as Braze's limits allow (see braze.packing), sent in parallel (deletes
+and merges after the batch's other objects), and every Braze answer is mapped back to the objects it
+concerns:
 
 - delivered objects are done; objects Braze refuses for good (per-object `errors`, or a 400 that
   splitting narrowed down to one object) are kept with the reason in the rejected-objects store;
@@ -505,7 +510,8 @@ def _misconfiguration_hint(response: BrazeResponse, config: SenderSettings) -> s
         )
     if response.status == 403:
         return (
-            "Braze answered 403 Forbidden: the REST API key lacks the users.track / users.identify permission, "
+            "Braze answered 403 Forbidden: the REST API key lacks the users.track / users.identify / "
+            "users.alias.new / users.delete / users.merge permission, "
             "or the account cannot use this endpoint; create a key with those permissions and put it in the secret"
         )
     return (
