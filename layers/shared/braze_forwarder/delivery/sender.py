@@ -170,7 +170,7 @@ class Sender:
         messages = [Message(message_id, body) for message_id, body in records]
         outcome = Outcome(failed_message_ids=[])
         self._open(messages, outcome)
-        parcels = self._savings.prepare(self.order.open([p for m in messages for p in m.parcels]))
+        parcels = self._savings.prepare(self._judge([p for m in messages for p in m.parcels]))
         calls = {kind: self._pack(kind, [p for p in parcels if p.kind == kind]) for kind in PATHS}
         # Deletes and merges go after the rest of the batch: an object accepted before a merge reaches
         # Braze first (objects accepted after a delete, alias or merge are held by the order gate).
@@ -191,6 +191,17 @@ class Sender:
         outcome.calls = self._stats.calls
         self._emit_metrics(calls, outcome)
         return outcome
+
+    def _judge(self, parcels: list[Parcel]) -> list[Parcel]:
+        """The parcels the order gate lets go now; if the order store cannot be read, none: their
+        messages come back (sending unjudged objects could re-create a deleted user)."""
+        try:
+            return self.order.open(parcels)
+        except Exception:
+            logger.exception("could not read the user order records; the batch will be retried")
+            metrics.add_metric(name="OrderStoreErrors", unit=MetricUnit.Count, value=1)
+            _mark(parcels, State.FAILED)
+            return []
 
     def _pack(self, kind: str, parcels: list[Parcel]) -> list[Call[Parcel]]:
         """Pack one kind's parcels; Braze takes one identifier type per /users/delete request."""
@@ -245,9 +256,9 @@ class Sender:
         roots: list[tuple[str, Call[Parcel]]] = []
         for kind, kind_calls in calls.items():
             for call in kind_calls:
-                if any(p.state is not State.PENDING for p in call.parcels):
-                    _mark(call.parcels, State.FAILED)  # a merge sent back by the order gate
-                elif call.after is None:
+                # Only pending parcels go: a merge the order gate sent back waits for its older objects.
+                call.parcels[:] = [p for p in call.parcels if p.state is State.PENDING]
+                if call.after is None:
                     roots.append((kind, call))
                 else:
                     followers[id(call.after)].append((kind, call))
