@@ -218,3 +218,20 @@ def test_deletes_go_50_a_call_one_identifier_type_each_and_a_refused_one_is_kept
     assert refused["object"] == "" and refused["braze"]["status"] == 400
     undelivered = [r for r in records if not (store.get(r) or r).delivered]
     assert undelivered == [records[60]]  # a refused delete keeps what follows waiting (DeletesRefused)
+
+
+def test_a_merge_waits_when_an_older_object_of_its_user_fails_in_the_same_batch(send, braze, store):
+    store.put(
+        [OrderRecord("merge", user_digest(("external_id", "old")), at(20), keep=user_digest(("external_id", "new")))]
+    )
+    update = {"identifier_to_merge": {"external_id": "old"}, "identifier_to_keep": {"external_id": "new"}}
+    older = envelope("track", [played(1, "old"), played(2, "new")], at(10))
+    merge = envelope("merge", [("merge_updates", update)], at(20))
+    braze.script(*[ScriptedResponse(status=500, path="/users/track") for _ in range(3)])
+
+    assert failed_ids(send(older, merge)) == ["msg-0", "msg-1"]  # the merge went back with its older object
+    assert braze.merges == []
+    assert failed_ids(send(older, merge)) == []
+
+    [record] = braze.merges
+    assert record["outcome"] == "merged" and seqs(record["merged_history"]) == [1]

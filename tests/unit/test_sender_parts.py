@@ -131,3 +131,21 @@ def test_an_object_braze_refuses_goes_to_the_rejects_store_it_was_given() -> Non
     [record] = rejects.kept
     assert record["object"]["external_id"] == "user-1" and record["reason"]["type"] == "BLOCKED"
     assert outcome.rejected_records_key == "memory" and ledger.done == {}
+
+
+class UnreadableOrderRecords(OrderStore):
+    def __init__(self) -> None:
+        super().__init__("unreadable")
+
+    def _query(self, since: str) -> Iterator[OrderRecord]:
+        raise RuntimeError("DynamoDB is unavailable")
+
+
+def test_when_the_order_records_cannot_be_read_nothing_is_sent_and_the_messages_come_back() -> None:
+    braze, ledger, rejects = Braze(), Ledger(), Rejects()
+    parts = SenderParts(braze, Key(), ledger, rejects, Attributes(), order=UnreadableOrderRecords())  # type: ignore[arg-type]
+
+    outcome = Sender(CONFIG, parts).deliver([("msg-0", message(3))], lambda: 60.0)
+
+    assert outcome.failed_message_ids == ["msg-0"] and outcome.failed == 3
+    assert braze.sent == [] and ledger.done == {}
