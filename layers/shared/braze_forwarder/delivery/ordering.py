@@ -140,6 +140,7 @@ class OrderGate:
             return []
         since = min(min(_order_time(p) for p in parcels), _iso(self.clock() - PENDING_LOOKBACK_SECONDS))
         self.snapshot = self.store.snapshot(since, _warm.get(self.store.table))
+        _forget_older(self.snapshot, since)
         _warm[self.store.table] = self.snapshot
         now = self.clock()
         for parcel in parcels:
@@ -333,6 +334,17 @@ class OrderGate:
             for parcel in group:
                 parcel.state = State.HELD
             self.counts[count] += len(group)
+
+
+def _forget_older(snapshot: Snapshot, since: str) -> None:
+    """Leave out carried records accepted before `since`, as a cold container's snapshot would: a warm
+    container's memory stays bounded by the lookback, and both judge alike."""
+    for user in [u for u, records in snapshot.records.items() if any(r.accepted_at < since for r in records)]:
+        kept = [r for r in snapshot.records[user] if r.accepted_at >= since]
+        if kept:
+            snapshot.records[user] = kept
+        else:
+            del snapshot.records[user]
 
 
 def _without_own(snapshot: Snapshot, users: list[str], own: OrderRecord) -> Snapshot:
