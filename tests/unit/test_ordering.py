@@ -282,3 +282,21 @@ def test_after_send_erases_the_deleted_user_and_marks_the_delete_delivered(store
     current = store.get(tombstone)
     assert current is not None and current.delivered and forgotten == [ALICE]
     assert store.get(alias) is None
+
+
+def test_a_merge_is_sent_once_and_marked_delivered_then_a_redrive_makes_no_call(store):
+    merge = OrderRecord("merge", ALICE, at(10), keep=user_digest(("external_id", "kept")))
+    store.put([merge])
+    update = {"identifier_to_merge": {"external_id": "alice"}, "identifier_to_keep": {"external_id": "kept"}}
+    [first] = parcels("merge", [("merge_updates", update)], at(10))
+    judge, _ = gate(store, now=ordering._seconds(at(10)) + 3600)
+    assert judge.open([first]) == [first]
+    first.state = State.DELIVERED
+    judge.after_send([first])
+
+    [redriven] = parcels("merge", [("merge_updates", update)], at(10))
+    judge2, _ = gate(store, now=ordering._seconds(at(10)) + 3600)
+
+    assert judge2.open([redriven]) == [] and redriven.state is State.DELIVERED
+    current = store.get(merge)
+    assert current is not None and current.delivered
