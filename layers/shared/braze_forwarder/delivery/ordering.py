@@ -35,7 +35,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -129,6 +129,7 @@ class OrderGate:
         self._lock = threading.RLock()
         self._digests: dict[int, list[str]] = {}
         self._own: dict[int, OrderRecord] = {}
+        self._digest_of: dict[Hashable, str] = {}
         self._rechecked: set[str] = set()
         self._merges_here: set[str] = set()  # merges of this batch: sent after its other objects
 
@@ -241,6 +242,8 @@ class OrderGate:
         """The verdict for one parcel under the current snapshot, rechecking a record that would hold it."""
         snapshot = self.snapshot
         assert snapshot is not None
+        if not snapshot.records:  # the usual batch: no delete, alias or merge to judge by
+            return "send"
         users = self._users(parcel)
         order_time = _order_time(parcel)
         own = self._own.get(id(parcel))
@@ -277,9 +280,16 @@ class OrderGate:
     def _users(self, parcel: Parcel) -> list[str]:
         digests = self._digests.get(id(parcel))
         if digests is None:
-            digests = [user_digest(u) for u in identities(parcel.kind, parcel.array, parcel.object)]
+            digests = [self._digest(u) for u in identities(parcel.kind, parcel.array, parcel.object)]
             self._digests[id(parcel)] = digests
         return digests
+
+    def _digest(self, user: Hashable) -> str:
+        """A user's digest, computed once per invocation (a user often has several objects)."""
+        digest = self._digest_of.get(user)
+        if digest is None:
+            digest = self._digest_of[user] = user_digest(user)
+        return digest
 
     # ------------------------------------------------------------------ settling
 
