@@ -11,6 +11,7 @@ from bench import (
     imports,
     ingest,
     latency,
+    ordering,
     packing,
 )
 
@@ -21,6 +22,7 @@ def main() -> None:
     ingest.main()
     packing.main()
     datapoints.main()
+    ordering.main()
     exports.main()
     imports.main()
     coldstart.main()

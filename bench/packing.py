@@ -14,6 +14,15 @@ from typing import Any
 from unittest import mock
 
 from bench.common import print_table
+from braze_forwarder.user_order import OrderRecord, OrderStore
+
+
+class _NoOrderRecords(OrderStore):
+    """A UserOrderTable with no delete, alias or merge: packing is measured, not the order store."""
+
+    def _query(self, since: str) -> Iterator[OrderRecord]:
+        return iter(())
+
 
 OBJECTS = 100_000
 LATENCY_SECONDS = 0.05
@@ -115,7 +124,11 @@ def throughput_rows() -> list[list[str]]:
             api_key = mock.Mock(value=mock.Mock(return_value=("bench", 0)))
             # Nothing is partly delivered or rejected here: stores that hold nothing stand in for AWS.
             parts = sender_module.SenderParts(
-                client, api_key, ledger=mock.Mock(done_positions=mock.Mock(return_value={})), rejects=mock.Mock()
+                client,
+                api_key,
+                ledger=mock.Mock(done_positions=mock.Mock(return_value={})),
+                rejects=mock.Mock(),
+                order=_NoOrderRecords("bench"),
             )
             with contextlib.redirect_stdout(io.StringIO()):
                 start = time.perf_counter()

@@ -55,6 +55,7 @@ class Findings:
     delivered: int = 0
     rejected_by_braze: Counter[str] = field(default_factory=Counter)
     rejection_records: int = 0  # lines in the bucket; more than the objects when one was kept twice
+    dropped_after_delete: int = 0  # report lines of objects accepted before their user's delete (no object)
     lost: int = 0
     lost_examples: list[str] = field(default_factory=list)
     dlq_messages: int = 0
@@ -122,6 +123,9 @@ def analyse(
         if identifier is not None:
             kept_ids[identifier] = str((record.get("reason") or {}).get("type"))
     found.rejection_records = len(kept)
+    found.dropped_after_delete = sum(
+        1 for record in kept if (record.get("reason") or {}).get("type") == "DROPPED_AFTER_DELETE"
+    )
     found.rejected_by_braze = Counter(kept_ids.values())
     in_dlq = _dlq_ids(dlq_bodies)
     found.dlq_messages, found.dlq_objects = len(dlq_bodies), len(in_dlq)
@@ -371,6 +375,7 @@ def render(found: Findings, title: str, spare_from_receive: int) -> str:
             n(sum(found.rejected_by_braze.values())),
             f"{reasons(found.rejected_by_braze)}; kept in S3 ({n(found.rejection_records)} records)",
         ),
+        row("dropped after delete", n(found.dropped_after_delete), "accepted before their user's delete, never sent"),
         row("lost", n(found.lost), lost_detail),
         row("delivered twice", n(found.delivered_twice), f"objects ({n(found.extra_deliveries)} extra deliveries)"),
         row(

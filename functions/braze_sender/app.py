@@ -1,4 +1,5 @@
-"""BrazeSenderFunction: queue batches into full /users/track and /users/identify calls."""
+"""BrazeSenderFunction: queue batches into full /users/track, /users/identify, /users/alias/new,
+/users/delete and /users/merge calls, in each user's order (docs/ordering.md)."""
 
 import functools
 
@@ -8,11 +9,13 @@ from braze_forwarder.braze import credentials
 from braze_forwarder.braze.client import client_for
 from braze_forwarder.braze.credentials import api_key_for
 from braze_forwarder.config import SenderSettings, settings
+from braze_forwarder.delivery import ordering
 from braze_forwarder.delivery.attribute_state import DynamoAttributeStore
 from braze_forwarder.delivery.ledger import DynamoLedger
 from braze_forwarder.delivery.sender import SenderParts, deliver_records
 from braze_forwarder.observability import logger, metrics, tracer
 from braze_forwarder.rejects import S3Rejects
+from braze_forwarder.user_order import OrderStore
 
 
 @logger.inject_lambda_context
@@ -30,7 +33,7 @@ def lambda_handler(event: dict, context: LambdaContext, parts: SenderParts | Non
 
 
 def sender_parts() -> SenderParts:
-    """The real Braze client and key, ledger, rejected-objects store and attribute store, each created
+    """The real Braze client and key, ledger, rejected-objects, attribute and order stores, each created
     on first use and kept for the execution environment (as boto3 clients are)."""
     config = settings(SenderSettings)
     client = client_for(
@@ -40,11 +43,12 @@ def sender_parts() -> SenderParts:
         config.braze_read_timeout_seconds,
     )
     api_key = api_key_for(config.braze_api_key_secret_arn, config.braze_api_key_max_age_seconds)
-    return SenderParts(client, api_key, *_stores(config))
+    ledger, rejects, attributes, order = _stores(config)
+    return SenderParts(client, api_key, ledger, rejects, attributes, order=order)
 
 
 @functools.cache
-def _stores(config: SenderSettings) -> tuple[DynamoLedger, S3Rejects, DynamoAttributeStore | None]:
+def _stores(config: SenderSettings) -> tuple[DynamoLedger, S3Rejects, DynamoAttributeStore | None, OrderStore]:
     attributes = None
     if config.delta_sending_enabled:
         attributes = DynamoAttributeStore(config.attribute_state_table, config.attribute_state_ttl_seconds)
@@ -52,6 +56,7 @@ def _stores(config: SenderSettings) -> tuple[DynamoLedger, S3Rejects, DynamoAttr
         DynamoLedger(config.ledger_table, config.ledger_ttl_seconds),
         S3Rejects(config.rejected_bucket, config.rejected_prefix),
         attributes,
+        OrderStore(config.user_order_table),
     )
 
 
@@ -60,3 +65,4 @@ def reset() -> None:
     secrets; the soak replaces a killed environment)."""
     credentials.reset()
     _stores.cache_clear()
+    ordering.forget_snapshots()

@@ -4,7 +4,7 @@ hands in the real ones (no AWS, no HTTP, no patching)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from braze_forwarder import queue
@@ -12,6 +12,7 @@ from braze_forwarder.braze.client import BrazeResponse
 from braze_forwarder.config import SenderSettings
 from braze_forwarder.delivery.attribute_state import Written
 from braze_forwarder.delivery.sender import Sender, SenderParts
+from braze_forwarder.user_order import OrderRecord, OrderStore
 
 CONFIG = SenderSettings(
     braze_rest_endpoint="https://rest.iad-01.braze.com",
@@ -80,6 +81,19 @@ class Attributes:
     def write(self, user: str, attributes: Mapping[str, Written]) -> None:
         raise AssertionError("delta sending is off: the store is not written")
 
+    def forget(self, user: str) -> None:
+        raise AssertionError("delta sending is off: the store is not written")
+
+
+class NoOrderRecords(OrderStore):
+    """A UserOrderTable with no delete, alias or merge in it."""
+
+    def __init__(self) -> None:
+        super().__init__("not-read")
+
+    def _query(self, since: str) -> Iterator[OrderRecord]:
+        return iter(())
+
 
 def message(count: int) -> str:
     objects = [{"external_id": f"user-{n}", "name": "played", "time": "2026-12-07T03:00:00Z"} for n in range(count)]
@@ -89,7 +103,7 @@ def message(count: int) -> str:
 
 
 def deliver(braze: Braze, ledger: Ledger, rejects: Rejects, *bodies: str) -> Any:
-    parts = SenderParts(braze, Key(), ledger, rejects, Attributes())  # type: ignore[arg-type]
+    parts = SenderParts(braze, Key(), ledger, rejects, Attributes(), order=NoOrderRecords())  # type: ignore[arg-type]
     records = [(f"msg-{n}", body) for n, body in enumerate(bodies)]
     return Sender(CONFIG, parts).deliver(records, lambda: 60.0)
 
@@ -117,3 +131,21 @@ def test_an_object_braze_refuses_goes_to_the_rejects_store_it_was_given() -> Non
     [record] = rejects.kept
     assert record["object"]["external_id"] == "user-1" and record["reason"]["type"] == "BLOCKED"
     assert outcome.rejected_records_key == "memory" and ledger.done == {}
+
+
+class UnreadableOrderRecords(OrderStore):
+    def __init__(self) -> None:
+        super().__init__("unreadable")
+
+    def _query(self, since: str) -> Iterator[OrderRecord]:
+        raise RuntimeError("DynamoDB is unavailable")
+
+
+def test_when_the_order_records_cannot_be_read_nothing_is_sent_and_the_messages_come_back() -> None:
+    braze, ledger, rejects = Braze(), Ledger(), Rejects()
+    parts = SenderParts(braze, Key(), ledger, rejects, Attributes(), order=UnreadableOrderRecords())  # type: ignore[arg-type]
+
+    outcome = Sender(CONFIG, parts).deliver([("msg-0", message(3))], lambda: 60.0)
+
+    assert outcome.failed_message_ids == ["msg-0"] and outcome.failed == 3
+    assert braze.sent == [] and ledger.done == {}

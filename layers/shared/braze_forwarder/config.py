@@ -257,6 +257,9 @@ class SenderSettings(Settings):
     braze_track_batch_mode: Literal["total", "per_array"] = "total"
     braze_track_batch_limit: int = setting(default=75, ge=1, le=75)
     braze_identify_batch_limit: int = setting(default=50, ge=1, le=50)
+    braze_delete_batch_limit: int = setting(default=50, ge=1, le=50)
+    braze_alias_batch_limit: int = setting(default=50, ge=1, le=50)
+    braze_merge_batch_limit: int = setting(default=50, ge=1, le=50)
     braze_max_in_flight: int = setting(default=8, ge=1, le=64)
     braze_connect_timeout_seconds: float = setting(default=3.05, gt=0, le=30)
     braze_read_timeout_seconds: float = setting(default=15.0, gt=0, le=120)
@@ -274,6 +277,8 @@ class SenderSettings(Settings):
     attribute_state_ttl_seconds: int = setting(default=90 * 24 * 3600, ge=3600, le=400 * 24 * 3600)
     user_order_table: str = setting(min_length=1)
     events_queue_url: str = setting(min_length=1)
+    # Objects held behind an undelivered delete, alias or merge come back as a new message this much later.
+    order_hold_delay_seconds: int = setting(default=20, ge=1, le=900)
 
     def _problems_together(self) -> dict[str, str]:
         if self.delta_sending_enabled and not self.attribute_state_table:

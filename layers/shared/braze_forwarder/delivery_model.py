@@ -20,9 +20,11 @@ class State(enum.Enum):
     DELIVERED = "delivered"
     REJECTED = "rejected"
     FAILED = "failed"  # not delivered this time; its message goes back to the queue
+    DROPPED = "dropped"  # accepted before its user's delete: never sent (delivery.ordering)
+    HELD = "held"  # waits behind an undelivered delete, alias or merge: back in the queue as a new message
 
 
-DONE = frozenset({State.DELIVERED, State.REJECTED})
+DONE = frozenset({State.DELIVERED, State.REJECTED, State.DROPPED, State.HELD})
 
 
 @dataclass(eq=False)
@@ -40,7 +42,7 @@ class Parcel:
 
     kind: queue.Kind
     array: str
-    object: dict[str, Any]
+    object: Any  # a Braze object; for a delete, an identifier (a string in external_ids and braze_ids)
     size: int
     user: Hashable
     message: Message
@@ -58,5 +60,7 @@ class Outcome:
     rejected: int = 0
     failed: int = 0
     skipped_already_done: int = 0
+    dropped: int = 0  # accepted before their user's delete (delivery.ordering)
+    held: int = 0  # sent back to the queue behind an undelivered delete, alias or merge
     calls: int = 0
     rejected_records_key: str | None = None

@@ -1,7 +1,12 @@
 """Delivering a batch of queue messages to Braze.
 
-The batch's objects are packed into as few calls as Braze's limits allow (see braze.packing),
-sent in parallel, and every Braze answer is mapped back to the objects it concerns:
+Track, identify, alias, delete and merge objects go to their own endpoints (PATHS). Once the batch is
+open, the order gate (delivery.ordering) judges every object against the deletes, aliases and merges
+of its users: objects accepted before a delete are dropped, objects after an undelivered one go back
+to the queue, deletes and merges wait for their fence and are sent once (docs/ordering.md). The rest
+is packed into as few calls as Braze's limits allow (see braze.packing), sent in parallel (deletes
+and merges after the batch's other objects), and every Braze answer is mapped back to the objects it
+concerns:
 
 - delivered objects are done; objects Braze refuses for good (per-object `errors`, or a 400 that
   splitting narrowed down to one object) are kept with the reason in the rejected-objects store;
@@ -32,13 +37,35 @@ from braze_forwarder.braze.packing import Call, Limits, pack, user_key
 from braze_forwarder.config import SenderSettings, settings
 from braze_forwarder.delivery.attribute_state import AttributeStore
 from braze_forwarder.delivery.ledger import Ledger
+from braze_forwarder.delivery.ordering import FIRST_KINDS, OrderGate, parcel_user
 from braze_forwarder.delivery.savings import DataPointSavings
 from braze_forwarder.delivery_model import DONE, Message, Outcome, Parcel, State
 from braze_forwarder.observability import MetricUnit, logger, metrics
 from braze_forwarder.rejects import RejectStore
+from braze_forwarder.user_order import OrderStore
 
-PATHS = {"track": "/users/track", "identify": "/users/identify"}
+PATHS = {
+    "track": "/users/track",
+    "identify": "/users/identify",
+    "alias": "/users/alias/new",
+    "delete": "/users/delete",
+    "merge": "/users/merge",
+}
 IDENTIFY_ARRAYS = ("aliases_to_identify", "emails_to_identify", "phone_numbers_to_identify")
+DELETE_ARRAYS = ("external_ids", "user_aliases", "braze_ids", "email_addresses", "phone_numbers")
+# Each kind's request arrays, in the order a body lists them.
+ARRAYS = {
+    "track": ("attributes", "events", "purchases"),
+    "identify": IDENTIFY_ARRAYS,
+    "alias": ("user_aliases",),
+    "delete": DELETE_ARRAYS,
+    "merge": ("merge_updates",),
+}
+
+
+# Kinds whose objects name their user the way braze.packing.user_key reads; the others name theirs in
+# Braze's own identifier shapes (user_order.identities).
+PACKED_BY_OBJECT = ("track", "identify")
 
 
 class BrazeUnusable(Exception):
@@ -83,13 +110,15 @@ class _RateGate:
 
 @dataclass(frozen=True)
 class SenderParts:
-    """What a Sender talks to: Braze (client, key) and its stores. None as attributes: no delta sending."""
+    """What a Sender talks to: Braze (client, key) and its stores. None as attributes: no delta sending.
+    `order`: the UserOrderTable that deletes, aliases and merges are ordered by (delivery.ordering)."""
 
     client: BrazeClient
     api_key: ApiKey
     ledger: Ledger
     rejects: RejectStore
     attributes: AttributeStore | None = None
+    order: OrderStore = field(kw_only=True)
 
 
 def deliver_records(
@@ -113,9 +142,14 @@ class Sender:
                 config.braze_track_batch_limit, config.braze_track_batch_mode, config.braze_max_request_bytes
             ),
             "identify": Limits(config.braze_identify_batch_limit, "total", config.braze_max_request_bytes),
+            "alias": Limits(config.braze_alias_batch_limit, "total", config.braze_max_request_bytes),
+            "delete": Limits(config.braze_delete_batch_limit, "total", config.braze_max_request_bytes),
+            "merge": Limits(config.braze_merge_batch_limit, "total", config.braze_max_request_bytes),
         }
         self._attempt_seconds = config.braze_connect_timeout_seconds + config.braze_read_timeout_seconds
-        self._gate = _RateGate()
+        # Braze limits /users/track on its own; identify, alias, delete and merge share one budget.
+        shared = _RateGate()
+        self._gates = {kind: _RateGate() if kind == "track" else shared for kind in PATHS}
         self._stats = _Stats()
         self._stop = threading.Event()
         self._records_lock = threading.Lock()
@@ -124,6 +158,9 @@ class Sender:
         self._deadline = 0.0
         # Without DELTA_SENDING_ENABLED the attribute store is neither read nor written.
         self._savings = DataPointSavings(parts.attributes if config.delta_sending_enabled else None)
+        self.order = OrderGate(
+            parts.order, config, self._keep, parts.attributes if config.delta_sending_enabled else None
+        )
 
     # ------------------------------------------------------------------ the batch
 
@@ -133,9 +170,17 @@ class Sender:
         messages = [Message(message_id, body) for message_id, body in records]
         outcome = Outcome(failed_message_ids=[])
         self._open(messages, outcome)
-        parcels = self._savings.prepare([p for m in messages for p in m.parcels])
-        calls = {kind: pack([p for p in parcels if p.kind == kind], self.limits[kind]) for kind in PATHS}
-        self._send_all(calls)
+        parcels = self._savings.prepare(self._judge([p for m in messages for p in m.parcels]))
+        calls = {kind: self._pack(kind, [p for p in parcels if p.kind == kind]) for kind in PATHS}
+        # Deletes and merges go after the rest of the batch: an object accepted before a merge reaches
+        # Braze first (objects accepted after a delete, alias or merge are held by the order gate).
+        self._send_all({kind: calls[kind] for kind in FIRST_KINDS})
+        first = [p for kind in FIRST_KINDS for call in calls[kind] for p in call.parcels]
+        for merge in (p for call in calls["merge"] for p in call.parcels):
+            if self.order.merge_waits_for(merge, first):
+                merge.state = State.FAILED
+        self._send_all({kind: calls[kind] for kind in PATHS if kind not in FIRST_KINDS})
+        self.order.after_send(p for kind in PATHS for call in calls[kind] for p in call.parcels)
         # Members take their coalesced object's state; the last-sent store learns what Braze accepted.
         self._savings.settle(self._deadline + self.config.time_reserve_seconds / 2)
         for parcel in (p for m in messages for p in m.parcels):
@@ -146,6 +191,27 @@ class Sender:
         outcome.calls = self._stats.calls
         self._emit_metrics(calls, outcome)
         return outcome
+
+    def _judge(self, parcels: list[Parcel]) -> list[Parcel]:
+        """The parcels the order gate lets go now; if the order store cannot be read, none: their
+        messages come back (sending unjudged objects could re-create a deleted user)."""
+        try:
+            return self.order.open(parcels)
+        except Exception:
+            logger.exception("could not read the user order records; the batch will be retried")
+            metrics.add_metric(name="OrderStoreErrors", unit=MetricUnit.Count, value=1)
+            _mark(parcels, State.FAILED)
+            return []
+
+    def _pack(self, kind: str, parcels: list[Parcel]) -> list[Call[Parcel]]:
+        """Pack one kind's parcels; Braze takes one identifier type per /users/delete request."""
+        if kind != "delete":
+            return pack(parcels, self.limits[kind])
+        return [
+            call
+            for array in DELETE_ARRAYS
+            for call in pack([p for p in parcels if p.array == array], self.limits[kind])
+        ]
 
     def _open(self, messages: list[Message], outcome: Outcome) -> None:
         """Decode each envelope and turn its objects that are not done yet into parcels."""
@@ -173,7 +239,9 @@ class Sender:
                         item.array,
                         item.object,
                         size,
-                        user_key(item.object),
+                        user_key(item.object)
+                        if envelope.kind in PACKED_BY_OBJECT
+                        else parcel_user(envelope.kind, item.array, item.object),
                         message,
                         position,
                         item.index,
@@ -188,6 +256,8 @@ class Sender:
         roots: list[tuple[str, Call[Parcel]]] = []
         for kind, kind_calls in calls.items():
             for call in kind_calls:
+                # Only pending parcels go: a merge the order gate sent back waits for its older objects.
+                call.parcels[:] = [p for p in call.parcels if p.state is State.PENDING]
                 if call.after is None:
                     roots.append((kind, call))
                 else:
@@ -231,9 +301,13 @@ class Sender:
         while True:
             if self._stop.is_set() or time.monotonic() + self._attempt_seconds > self._deadline:
                 return _mark(parcels, State.FAILED)
-            waited = self._gate.pass_before(self._deadline - self._attempt_seconds)
+            waited = self._gates[kind].pass_before(self._deadline - self._attempt_seconds)
             if waited is None:
                 return _mark(parcels, State.FAILED)
+            # No call starts on a snapshot of the order records older than its life.
+            parcels = self.order.before_call(parcels)
+            if not parcels:
+                return None
             key, generation = self.api_key.value()
             response = self.client.post(PATHS[kind], _body(kind, parcels), key)
             self._stats.add(calls=1, rate_limit_wait_seconds=waited)
@@ -241,7 +315,7 @@ class Sender:
             if verdict is Verdict.SUCCESS:
                 self._accept(kind, parcels, response)
                 if response.window_exhausted():
-                    self._gate.hold(response.wait_seconds() or 0.0)
+                    self._gates[kind].hold(response.wait_seconds() or 0.0)
                 return None
             if verdict is Verdict.UNAUTHORIZED and not refreshed_key:
                 refreshed_key = True
@@ -258,7 +332,7 @@ class Sender:
             self._stats.add(retried=1)
             if verdict is Verdict.RATE_LIMITED:
                 self._stats.add(rate_limited=1)
-                self._gate.hold(retry_delay_seconds(response, attempt))
+                self._gates[kind].hold(retry_delay_seconds(response, attempt))
             else:
                 pause = backoff_seconds(attempt)
                 if time.monotonic() + pause + self._attempt_seconds > self._deadline:
@@ -333,7 +407,8 @@ class Sender:
             return self.rejects.keep(self._records)
         except Exception:
             logger.exception("could not keep rejected objects; their messages will be retried")
-            for parcel in (p for m in messages for p in m.parcels if p.state is State.REJECTED):
+            # Dropped objects too: their report lines were among the records.
+            for parcel in (p for m in messages for p in m.parcels if p.state in (State.REJECTED, State.DROPPED)):
                 parcel.state = State.FAILED
             self._records_kept = False
             return None
@@ -345,6 +420,8 @@ class Sender:
             outcome.delivered += states.count(State.DELIVERED)
             outcome.rejected += states.count(State.REJECTED)
             outcome.failed += states.count(State.FAILED)
+            outcome.dropped += states.count(State.DROPPED)
+            outcome.held += states.count(State.HELD)
             if message.envelope is None:  # kept as rejected, unless keeping failed
                 if not self._records_kept:
                     outcome.failed_message_ids.append(message.sqs_message_id)
@@ -371,6 +448,12 @@ class Sender:
             ("CallsRetried", self._stats.retried),
             ("RateLimited", self._stats.rate_limited),
             ("MessagesFailed", len(outcome.failed_message_ids)),
+            ("ObjectsDroppedDeleted", outcome.dropped),
+            ("ObjectsHeld", self.order.counts["held"]),
+            ("ObjectsArrivedAfterMerge", self.order.counts["after_merge"]),
+            ("OrderedSentBackEarly", self.order.counts["early"]),
+            ("DeletesAlreadyDelivered", self.order.counts["already_delivered"]),
+            ("DeletesRefused", self.order.counts["deletes_refused"]),
             *self._savings.counts.items(),
         ):
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
@@ -393,8 +476,7 @@ def packing_efficiency(calls: Sequence[Call[Any]], limits: Limits) -> float | No
 
 
 def _body(kind: str, parcels: list[Parcel]) -> dict[str, list[Any]]:
-    arrays = IDENTIFY_ARRAYS if kind == "identify" else ("attributes", "events", "purchases")
-    grouped: dict[str, list[Any]] = {array: [] for array in arrays}
+    grouped: dict[str, list[Any]] = {array: [] for array in ARRAYS[kind]}
     for parcel in parcels:
         grouped[parcel.array].append(parcel.object)
     return {array: objects for array, objects in grouped.items() if objects}
@@ -439,7 +521,8 @@ def _misconfiguration_hint(response: BrazeResponse, config: SenderSettings) -> s
         )
     if response.status == 403:
         return (
-            "Braze answered 403 Forbidden: the REST API key lacks the users.track / users.identify permission, "
+            "Braze answered 403 Forbidden: the REST API key lacks the users.track / users.identify / "
+            "users.alias.new / users.delete / users.merge permission, "
             "or the account cannot use this endpoint; create a key with those permissions and put it in the secret"
         )
     return (
