@@ -32,6 +32,7 @@ from braze_forwarder.braze.packing import Call, Limits, pack, user_key
 from braze_forwarder.config import SenderSettings, settings
 from braze_forwarder.delivery.attribute_state import AttributeStore
 from braze_forwarder.delivery.ledger import Ledger
+from braze_forwarder.delivery.rate_budget import NoBudget, RateBudget
 from braze_forwarder.delivery.savings import DataPointSavings
 from braze_forwarder.delivery_model import DONE, Message, Outcome, Parcel, State
 from braze_forwarder.observability import MetricUnit, logger, metrics
@@ -90,6 +91,7 @@ class SenderParts:
     ledger: Ledger
     rejects: RejectStore
     attributes: AttributeStore | None = None
+    budget: RateBudget | None = None  # None: no budget shared with other invocations
 
 
 def deliver_records(
@@ -116,6 +118,7 @@ class Sender:
         }
         self._attempt_seconds = config.braze_connect_timeout_seconds + config.braze_read_timeout_seconds
         self._gate = _RateGate()
+        self._budget = parts.budget or NoBudget()
         self._stats = _Stats()
         self._stop = threading.Event()
         self._records_lock = threading.Lock()
@@ -235,6 +238,10 @@ class Sender:
             if waited is None:
                 return _mark(parcels, State.FAILED)
             key, generation = self.api_key.value()
+            budget_waited = self._budget.take(kind, self._deadline - self._attempt_seconds)  # last: spent now
+            if budget_waited is None:
+                return _mark(parcels, State.FAILED)
+            waited += budget_waited
             response = self.client.post(PATHS[kind], _body(kind, parcels), key)
             self._stats.add(calls=1, rate_limit_wait_seconds=waited)
             verdict = response.verdict
@@ -242,6 +249,7 @@ class Sender:
                 self._accept(kind, parcels, response)
                 if response.window_exhausted():
                     self._gate.hold(response.wait_seconds() or 0.0)
+                    self._budget.hold(kind, response.wait_seconds() or 0.0)
                 return None
             if verdict is Verdict.UNAUTHORIZED and not refreshed_key:
                 refreshed_key = True
@@ -259,6 +267,7 @@ class Sender:
             if verdict is Verdict.RATE_LIMITED:
                 self._stats.add(rate_limited=1)
                 self._gate.hold(retry_delay_seconds(response, attempt))
+                self._budget.hold(kind, response.wait_seconds() or 0.0)
             else:
                 pause = backoff_seconds(attempt)
                 if time.monotonic() + pause + self._attempt_seconds > self._deadline:
