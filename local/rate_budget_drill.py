@@ -218,13 +218,9 @@ def backlog(name: str, objects: int) -> list[tuple[str, str]]:
         (
             "events",
             index,
-            queue.encode_object(
-                {"external_id": f"{name}-{index}", "name": "drill", "time": "2026-12-07T00:00:00Z"}
-            ),
+            queue.encode_object({"external_id": f"{name}-{index}", "name": "drill", "time": "2026-12-07T00:00:00Z"}),
         )
         for index in range(objects)
     ]
-    bodies = queue.build_messages(
-        "track", items, source="drill", correlation_id=name, max_message_bytes=256 * 1024
-    )
+    bodies = queue.build_messages("track", items, source="drill", correlation_id=name, max_message_bytes=256 * 1024)
     return [(f"{name}-{n}", body) for n, body in enumerate(bodies)]
