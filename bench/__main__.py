@@ -11,6 +11,7 @@ from bench import (
     ingest,
     latency,
     packing,
+    rate_budget,
 )
 
 
@@ -23,6 +24,7 @@ def main() -> None:
     exports.main()
     coldstart.main()
     latency.main()
+    rate_budget.main()
 
 
 if __name__ == "__main__":

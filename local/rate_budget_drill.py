@@ -21,6 +21,8 @@ from braze_forwarder.braze.credentials import ApiKey
 from braze_forwarder.config import SenderSettings
 from braze_forwarder.delivery.ledger import DynamoLedger
 from braze_forwarder.delivery.rate_budget import (
+    TRACK,
+    WINDOW_SECONDS,
     DynamoBudgetStore,
     NoBudget,
     RateBudget,
@@ -49,8 +51,12 @@ class DrillResult:
 
     @property
     def delivered_calls_per_second(self) -> float:
-        """The sustained rate: calls Braze accepted per second while calls were being made."""
-        return (self.calls - self.rate_limited - 1) / self.calls_seconds if self.calls_seconds else 0.0
+        """The sustained rate: calls Braze accepted per second while calls were being made.
+
+        Budgeted calls leave at the start of each budget window, so n windows of calls span n - 1
+        windows from the first call to the last: the span is counted one window longer.
+        """
+        return (self.calls - self.rate_limited) / (self.calls_seconds + WINDOW_SECONDS[TRACK])
 
     @property
     def rate_limited_share(self) -> float:
