@@ -123,6 +123,8 @@ def drill_settings(
         braze_max_attempts=20,
         ledger_table=stack.refs["DeliveryLedgerTable"],
         rejected_bucket=stack.refs["RejectedObjectsBucket"],
+        user_order_table=stack.refs["UserOrderTable"],
+        events_queue_url=stack.refs["EventsQueue"],
         time_reserve_seconds=1.0,
         rate_budget_enabled=budget_enabled,
         rate_budget_table=stack.refs["RateBudgetTable"],

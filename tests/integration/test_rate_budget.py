@@ -269,6 +269,8 @@ def test_the_budget_needs_its_table_when_enabled():
             braze_api_key_secret_arn="arn",
             ledger_table="ledger",
             rejected_bucket="bucket",
+            user_order_table="user-order",
+            events_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/events",
             rate_budget_enabled=True,
         )
     with pytest.raises(ConfigurationError, match="BRAZE_TRACK_REQUESTS_PER_SECOND"):
@@ -277,5 +279,7 @@ def test_the_budget_needs_its_table_when_enabled():
             braze_api_key_secret_arn="arn",
             ledger_table="ledger",
             rejected_bucket="bucket",
+            user_order_table="user-order",
+            events_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/events",
             braze_track_requests_per_second=1500,  # above Braze's 1,000
         )
