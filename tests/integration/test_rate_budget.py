@@ -3,6 +3,7 @@ at once against the Braze sandbox enforcing a scaled-down limit, with the budget
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -106,25 +107,23 @@ def test_concurrent_senders_drain_a_backlog_at_the_budget_without_bouncing_off_4
 
 
 def test_a_429_seen_by_one_sender_holds_back_the_others(stack, braze):
-    config = drill_settings(stack, braze.url, budget_enabled=True, objects_per_call=1, in_flight=1)
-    braze.script(
-        ScriptedResponse(status=429, body={"message": "Rate limit exceeded"}, headers={"X-Ratelimit-Retry-After": "2"})
-    )
-    told = threading.Thread(
-        target=lambda: Sender(config, invocation_parts(config)).deliver(backlog("told", 1), lambda: 30.0)
-    )
-    told.start()
-    refused = _wait_for(lambda: [r for r in braze.requests if r.status == 429])
-    Sender(config, invocation_parts(config)).deliver(backlog("other", 1), lambda: 30.0)
-    told.join()
+    refused, other_calls = _one_told_429_then_another_sends(stack, braze, budget_enabled=True)
 
-    other_calls = [r for r in braze.requests if _users(r) == {"other-0"}]
     assert [r.status for r in other_calls] == [201]
-    assert other_calls[0].time - refused[0].time >= 1.9  # it waited for Braze's reset without a 429 of its own
+    assert other_calls[0].time - refused.time >= 1.9  # it waited for Braze's reset without a 429 of its own
 
 
-def test_without_the_budget_the_other_sender_goes_ahead_into_the_429(stack, braze):
-    config = drill_settings(stack, braze.url, budget_enabled=False, objects_per_call=1, in_flight=1)
+def test_without_the_budget_the_other_sender_is_not_held_back(stack, braze):
+    refused, other_calls = _one_told_429_then_another_sends(stack, braze, budget_enabled=False)
+
+    assert [r.status for r in other_calls] == [201]
+    assert other_calls[0].time - refused.time < 1.0
+
+
+def _one_told_429_then_another_sends(stack, braze, *, budget_enabled: bool):
+    """One sender gets a 429 asking for 2 s; a second sender, its own environment, then sends one
+    object. The 429 and the second sender's calls, as the sandbox saw them."""
+    config = drill_settings(stack, braze.url, budget_enabled=budget_enabled, objects_per_call=1, in_flight=1)
     braze.script(
         ScriptedResponse(status=429, body={"message": "Rate limit exceeded"}, headers={"X-Ratelimit-Retry-After": "2"})
     )
@@ -132,12 +131,10 @@ def test_without_the_budget_the_other_sender_goes_ahead_into_the_429(stack, braz
         target=lambda: Sender(config, invocation_parts(config)).deliver(backlog("told", 1), lambda: 30.0)
     )
     told.start()
-    refused = _wait_for(lambda: [r for r in braze.requests if r.status == 429])
+    [refused] = _wait_for(lambda: [r for r in braze.requests if r.status == 429])
     Sender(config, invocation_parts(config)).deliver(backlog("other", 1), lambda: 30.0)
     told.join()
-
-    [other_call] = [r for r in braze.requests if _users(r) == {"other-0"}]
-    assert other_call.time - refused[0].time < 1.0
+    return refused, [r for r in braze.requests if _users(r) == {"other-0"}]
 
 
 def test_a_sender_whose_deadline_comes_before_the_block_ends_fails_its_messages_back_to_the_queue(stack, braze):
@@ -260,26 +257,17 @@ def test_after_the_store_failed_the_budget_tries_it_again_later(store, monkeypat
     assert broken.calls == 2
 
 
-def test_the_budget_needs_its_table_when_enabled():
-    from braze_forwarder.config import ConfigurationError, SenderSettings
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"rate_budget_enabled": True, "rate_budget_table": ""}, "RATE_BUDGET_TABLE"),
+        ({"braze_track_requests_per_second": 1500}, "BRAZE_TRACK_REQUESTS_PER_SECOND"),  # Braze allows 1,000
+        ({"braze_user_data_requests_per_minute": 25_000}, "BRAZE_USER_DATA_REQUESTS_PER_MINUTE"),  # and 20,000
+    ],
+)
+def test_budget_settings_that_cannot_work_fail_the_cold_start(stack, settings, named):
+    from braze_forwarder.config import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match="RATE_BUDGET_TABLE"):
-        SenderSettings(
-            braze_rest_endpoint="https://rest.iad-01.braze.com",
-            braze_api_key_secret_arn="arn",
-            ledger_table="ledger",
-            rejected_bucket="bucket",
-            user_order_table="user-order",
-            events_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/events",
-            rate_budget_enabled=True,
-        )
-    with pytest.raises(ConfigurationError, match="BRAZE_TRACK_REQUESTS_PER_SECOND"):
-        SenderSettings(
-            braze_rest_endpoint="https://rest.iad-01.braze.com",
-            braze_api_key_secret_arn="arn",
-            ledger_table="ledger",
-            rejected_bucket="bucket",
-            user_order_table="user-order",
-            events_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/events",
-            braze_track_requests_per_second=1500,  # above Braze's 1,000
-        )
+    valid = drill_settings(stack, "http://127.0.0.1:9", budget_enabled=True)
+    with pytest.raises(ConfigurationError, match=named):
+        dataclasses.replace(valid, **settings)

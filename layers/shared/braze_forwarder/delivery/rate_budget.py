@@ -50,6 +50,7 @@ STORE_RETRY_SECONDS = 30.0
 # A lease takes at most this share of a window's budget, so a few invocations can share a small one.
 _LEASE_SHARE_OF_WINDOW = 5
 _LEASE_ATTEMPTS = 4
+_NOT_BLOCKED = "(attribute_not_exists(blocked_until) OR blocked_until <= :now)"
 # Window items outlive their window by this much before DynamoDB's TTL may delete them.
 _ITEM_TTL_SECONDS = 3600
 
@@ -81,8 +82,15 @@ class DynamoBudgetStore:
 
     def lease(self, family: str, window: int, requests: int, window_requests: int, now: float) -> Lease:
         window_end = (window + 1) * self.window_seconds[family]
+        values = {":now": _n(now), ":window": _n(window), ":expires": _n(int(window_end) + _ITEM_TTL_SECONDS)}
         for _ in range(_LEASE_ATTEMPTS):
-            old = self._take(family, window, requests, window_requests, now, window_end)
+            # Add to the window's count if it stays within budget; else learn why not from the item.
+            old = self._update(
+                family,
+                "ADD used :requests SET expires_at = :expires",
+                f"window_id = :window AND used <= :room AND {_NOT_BLOCKED}",
+                {**values, ":requests": _n(requests), ":room": _n(window_requests - requests)},
+            )
             if old is None:
                 return Lease(requests)
             blocked_until = _number(old, "blocked_until")
@@ -97,74 +105,44 @@ class DynamoBudgetStore:
                     return Lease(0, window_end)
                 requests = min(requests, room)
                 continue
-            if self._open_window(family, window, requests, now, window_end):
+            # A window before this one: start this window's count, unless another invocation just did.
+            opened = self._update(
+                family,
+                "SET window_id = :window, used = :requests, expires_at = :expires",
+                f"(attribute_not_exists(window_id) OR window_id < :window) AND {_NOT_BLOCKED}",
+                {**values, ":requests": _n(requests)},
+            )
+            if opened is None:
                 return Lease(requests)
         return Lease(0, now + 0.05)  # the item changed under every attempt: others are leasing
 
     def block(self, family: str, until: float) -> None:
-        try:
-            aws.client("dynamodb").update_item(
-                TableName=self.table,
-                Key={"family": {"S": family}},
-                UpdateExpression="SET blocked_until = :until, expires_at = :expires",
-                ConditionExpression="attribute_not_exists(blocked_until) OR blocked_until < :until",
-                ExpressionAttributeValues={":until": _n(until), ":expires": _n(int(until) + _ITEM_TTL_SECONDS)},
-            )
-        except ClientError as exc:
-            if not _condition_failed(exc):
-                raise  # else: already blocked at least as long
+        # Refused when it is already blocked at least as long.
+        self._update(
+            family,
+            "SET blocked_until = :until, expires_at = :expires",
+            "attribute_not_exists(blocked_until) OR blocked_until < :until",
+            {":until": _n(until), ":expires": _n(int(until) + _ITEM_TTL_SECONDS)},
+        )
 
-    def _take(
-        self, family: str, window: int, requests: int, window_requests: int, now: float, window_end: float
+    def _update(
+        self, family: str, update: str, condition: str, values: dict[str, dict[str, str]]
     ) -> dict[str, dict[str, str]] | None:
-        """Add `requests` to the window's count if it stays within budget; else the item as it was."""
+        """One conditional UpdateItem of the family's item: None when applied, else the item as it was."""
         try:
             aws.client("dynamodb").update_item(
                 TableName=self.table,
                 Key={"family": {"S": family}},
-                UpdateExpression="ADD used :requests SET expires_at = :expires",
-                ConditionExpression=(
-                    "window_id = :window AND used <= :room"
-                    " AND (attribute_not_exists(blocked_until) OR blocked_until <= :now)"
-                ),
-                ExpressionAttributeValues={
-                    ":requests": _n(requests),
-                    ":room": _n(window_requests - requests),
-                    ":window": _n(window),
-                    ":now": _n(now),
-                    ":expires": _n(int(window_end) + _ITEM_TTL_SECONDS),
-                },
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if not _condition_failed(exc):
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             return dict(exc.response.get("Item") or {})
         return None
-
-    def _open_window(self, family: str, window: int, requests: int, now: float, window_end: float) -> bool:
-        """Start the family's count in `window` with `requests`, unless someone started it first."""
-        try:
-            aws.client("dynamodb").update_item(
-                TableName=self.table,
-                Key={"family": {"S": family}},
-                UpdateExpression="SET window_id = :window, used = :requests, expires_at = :expires",
-                ConditionExpression=(
-                    "(attribute_not_exists(window_id) OR window_id < :window)"
-                    " AND (attribute_not_exists(blocked_until) OR blocked_until <= :now)"
-                ),
-                ExpressionAttributeValues={
-                    ":requests": _n(requests),
-                    ":window": _n(window),
-                    ":now": _n(now),
-                    ":expires": _n(int(window_end) + _ITEM_TTL_SECONDS),
-                },
-            )
-        except ClientError as exc:
-            if not _condition_failed(exc):
-                raise
-            return False
-        return True
 
 
 class RateBudget(Protocol):
@@ -303,10 +281,6 @@ def budget_for(config: SenderSettings) -> RateBudget:
     return SharedRateBudget(
         DynamoBudgetStore(config.rate_budget_table), window_requests(config), config.rate_budget_lease_requests
     )
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _number(item: Mapping[str, Mapping[str, str]], name: str, default: float = 0.0) -> float:
