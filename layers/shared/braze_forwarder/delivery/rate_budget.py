@@ -7,7 +7,7 @@ family 20,000 per minute (BRAZE_API.md §2.9). Invocations that each learn the l
 The counter is one DynamoDB item per family holding the current budget window (a fixed window of
 `window_seconds`, aligned to the epoch), the requests leased in it, and "blocked until" — a time
 Braze named in a 429 (or in a success that spent its window), before which nobody leases. An
-invocation leases a block of requests per write (LEASE), not one write per call; a lease is good only
+invocation leases a block of requests per write (RATE_BUDGET_LEASE_REQUESTS), not one per call; a lease is good only
 in its window, so what an invocation leased and did not use lapses with the window.
 
 The budget windows are a sixth of Braze's own (0.5 s of its 3 s, 10 s of its minute). Braze's
