@@ -13,6 +13,7 @@ from bench import (
     latency,
     ordering,
     packing,
+    rate_budget,
 )
 
 
@@ -27,6 +28,7 @@ def main() -> None:
     imports.main()
     coldstart.main()
     latency.main()
+    rate_budget.main()
 
 
 if __name__ == "__main__":

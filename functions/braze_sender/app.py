@@ -12,6 +12,7 @@ from braze_forwarder.config import SenderSettings, settings
 from braze_forwarder.delivery import ordering
 from braze_forwarder.delivery.attribute_state import DynamoAttributeStore
 from braze_forwarder.delivery.ledger import DynamoLedger
+from braze_forwarder.delivery.rate_budget import RateBudget, budget_for
 from braze_forwarder.delivery.sender import SenderParts, deliver_records
 from braze_forwarder.observability import logger, metrics, tracer
 from braze_forwarder.rejects import S3Rejects
@@ -44,7 +45,7 @@ def sender_parts() -> SenderParts:
     )
     api_key = api_key_for(config.braze_api_key_secret_arn, config.braze_api_key_max_age_seconds)
     ledger, rejects, attributes, order = _stores(config)
-    return SenderParts(client, api_key, ledger, rejects, attributes, order=order)
+    return SenderParts(client, api_key, ledger, rejects, attributes, order=order, budget=_budget(config))
 
 
 @functools.cache
@@ -60,9 +61,16 @@ def _stores(config: SenderSettings) -> tuple[DynamoLedger, S3Rejects, DynamoAttr
     )
 
 
+@functools.cache
+def _budget(config: SenderSettings) -> RateBudget:
+    # Kept for the execution environment: requests leased in the current window serve its next invocation.
+    return budget_for(config)
+
+
 def reset() -> None:
     """Forget the pooled Braze client, the key holder and the stores (tests switch endpoints and
     secrets; the soak replaces a killed environment)."""
     credentials.reset()
     _stores.cache_clear()
     ordering.forget_snapshots()
+    _budget.cache_clear()

@@ -279,11 +279,21 @@ class SenderSettings(Settings):
     events_queue_url: str = setting(min_length=1)
     # Objects held behind an undelivered delete, alias or merge come back as a new message this much later.
     order_hold_delay_seconds: int = setting(default=20, ge=1, le=900)
+    # The rate budget every sender invocation shares (delivery.rate_budget), at most Braze's figures:
+    # /users/track 3,000 per 3 s, the identify/delete/alias/merge family 20,000 per minute.
+    rate_budget_enabled: bool = False
+    rate_budget_table: str = ""
+    braze_track_requests_per_second: float = setting(default=800.0, gt=0, le=1000)
+    braze_user_data_requests_per_minute: float = setting(default=16_000.0, gt=0, le=20_000)
+    rate_budget_lease_requests: int = setting(default=10, ge=1, le=1000)
 
     def _problems_together(self) -> dict[str, str]:
+        problems = {}
         if self.delta_sending_enabled and not self.attribute_state_table:
-            return {"attribute_state_table": "must name the attribute state table when DELTA_SENDING_ENABLED is true"}
-        return {}
+            problems["attribute_state_table"] = "must name the attribute state table when DELTA_SENDING_ENABLED is true"
+        if self.rate_budget_enabled and not self.rate_budget_table:
+            problems["rate_budget_table"] = "must name the rate budget table when RATE_BUDGET_ENABLED is true"
+        return problems
 
 
 # BRAZE_API.md §7: the fields the global control group export accepts.

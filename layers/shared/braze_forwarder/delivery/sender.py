@@ -38,6 +38,7 @@ from braze_forwarder.config import SenderSettings, settings
 from braze_forwarder.delivery.attribute_state import AttributeStore
 from braze_forwarder.delivery.ledger import Ledger
 from braze_forwarder.delivery.ordering import FIRST_KINDS, OrderGate, parcel_user
+from braze_forwarder.delivery.rate_budget import NoBudget, RateBudget
 from braze_forwarder.delivery.savings import DataPointSavings
 from braze_forwarder.delivery_model import DONE, Message, Outcome, Parcel, State
 from braze_forwarder.observability import MetricUnit, logger, metrics
@@ -119,6 +120,7 @@ class SenderParts:
     rejects: RejectStore
     attributes: AttributeStore | None = None
     order: OrderStore = field(kw_only=True)
+    budget: RateBudget | None = None  # None: no budget shared with other invocations
 
 
 def deliver_records(
@@ -150,6 +152,7 @@ class Sender:
         # Braze limits /users/track on its own; identify, alias, delete and merge share one budget.
         shared = _RateGate()
         self._gates = {kind: _RateGate() if kind == "track" else shared for kind in PATHS}
+        self._budget = parts.budget or NoBudget()
         self._stats = _Stats()
         self._stop = threading.Event()
         self._records_lock = threading.Lock()
@@ -304,7 +307,12 @@ class Sender:
             waited = self._gates[kind].pass_before(self._deadline - self._attempt_seconds)
             if waited is None:
                 return _mark(parcels, State.FAILED)
-            # No call starts on a snapshot of the order records older than its life.
+            budget_waited = self._budget.take(kind, self._deadline - self._attempt_seconds)
+            if budget_waited is None:
+                return _mark(parcels, State.FAILED)
+            waited += budget_waited
+            # Last before the call, after every wait: no call starts on a snapshot of the order
+            # records older than its life.
             parcels = self.order.before_call(parcels)
             if not parcels:
                 return None
@@ -316,6 +324,7 @@ class Sender:
                 self._accept(kind, parcels, response)
                 if response.window_exhausted():
                     self._gates[kind].hold(response.wait_seconds() or 0.0)
+                    self._budget.hold(kind, response.wait_seconds() or 0.0)
                 return None
             if verdict is Verdict.UNAUTHORIZED and not refreshed_key:
                 refreshed_key = True
@@ -333,6 +342,7 @@ class Sender:
             if verdict is Verdict.RATE_LIMITED:
                 self._stats.add(rate_limited=1)
                 self._gates[kind].hold(retry_delay_seconds(response, attempt))
+                self._budget.hold(kind, response.wait_seconds() or 0.0)
             else:
                 pause = backoff_seconds(attempt)
                 if time.monotonic() + pause + self._attempt_seconds > self._deadline:
