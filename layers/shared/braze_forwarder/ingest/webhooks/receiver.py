@@ -108,6 +108,10 @@ def receive_webhook(
 
 
 def _verify(provider: Provider, body: bytes, headers: dict[str, str], config: WebhookSettings) -> ProviderEvent:
+    if not getattr(provider.signature, "uses_signing_secrets", True):
+        # A certificate chain (the App Store's JWS) proves the request, not a shared secret: the
+        # webhook-secrets secret is neither read nor needed.
+        return provider.verify(body, headers, (), time.time(), config)
     arn, max_age = config.webhook_secrets_arn, config.webhook_secrets_max_age_seconds
     secrets = signing_secrets.secrets_for(provider.name, arn, max_age)
     try:
