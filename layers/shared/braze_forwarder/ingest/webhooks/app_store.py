@@ -52,6 +52,9 @@ ALIAS_LABEL = "app_store_original_transaction_id"
 FUTURE_TOLERANCE_SECONDS = 300
 # The body is {"signedPayload": "..."}; the JWS itself is bounded in app_store_jws.
 _NOTIFICATION_TYPE_CHARS = 64
+# Far above any App Store price tier (in milliunits) and quantity: a bound that keeps prices finite.
+MAX_MILLIUNITS = 10**15
+MAX_QUANTITY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,8 +280,10 @@ class _Context:
         price, quantity = transaction.get("price"), transaction.get("quantity", 1)
         if type(price) is not int or price <= 0 or text(transaction.get("transactionId")) is None:
             return None
-        if type(quantity) is not int or quantity < 1:
+        if type(quantity) is not int or not 0 < quantity <= MAX_QUANTITY:
             raise MappingError("signedTransactionInfo.quantity is not a positive integer")
+        if price > MAX_MILLIUNITS:
+            raise MappingError("signedTransactionInfo.price is larger than any App Store price")
         product = text(transaction.get("productId"))
         if product is None:
             raise MappingError("signedTransactionInfo.productId is missing")
@@ -400,7 +405,7 @@ def _refund(c: _Context) -> Outcome:
     price, currency = transaction.get("price"), transaction.get("currency")
     quantity = transaction.get("quantity", 1)
     amount = None
-    if type(price) is int and price > 0 and type(quantity) is int and quantity > 0:
+    if type(price) is int and 0 < price <= MAX_MILLIUNITS and type(quantity) is int and 0 < quantity <= MAX_QUANTITY:
         code = money.currency_code(currency, "signedTransactionInfo.currency")
         amount = from_milliunits(price * quantity, code)
     properties = c.properties(
