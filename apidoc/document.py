@@ -259,6 +259,8 @@ def _webhook_parameters() -> list[dict[str, Any]]:
         }
     ]
     for name, provider in PROVIDERS.items():
+        if not getattr(provider.signature, "uses_signing_secrets", True):
+            continue  # the App Store: signed inside the body (signedPayload), no header
         header = provider.signature.header
         parameters.append(
             {
@@ -341,8 +343,10 @@ OPERATIONS: dict[str, OperationDoc] = {
     ),
     "receiveWebhook": OperationDoc(
         description=(
-            "The provider's own webhook request (Stripe snapshot events, Paddle Billing notifications). No bearer "
-            "key: the provider's signature over the exact raw body is the authentication. 200 only once what the "
+            "The provider's own webhook request (Stripe snapshot events, Paddle Billing notifications, App Store "
+            "Server Notifications V2). No bearer key: the provider's signature over the exact raw body is the "
+            "authentication (for the App Store, the JWS in the body and its certificate chain, pinned to Apple's "
+            "root). 200 only once what the "
             "event became is queued (or kept for an operator), so the provider retries everything else; a "
             "redelivered event id is answered `duplicate` and queues nothing."
         ),
