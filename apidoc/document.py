@@ -133,9 +133,7 @@ REASON_EXAMPLES: dict[str, str] = {
     "unsupported_algorithm": "signedPayload is not signed with ES256",
     "broken_certificate_chain": "signedPayload: the leaf certificate is not signed by the intermediate",
     "untrusted_root": "the certificate chain of signedPayload does not end in Apple's root certificate",
-    "wrong_certificate": (
-        "the leaf certificate of signedPayload lacks Apple's extension 1.2.840.113635.100.6.11.1"
-    ),
+    "wrong_certificate": ("the leaf certificate of signedPayload lacks Apple's extension 1.2.840.113635.100.6.11.1"),
     "certificate_not_valid": "a certificate in the chain of signedPayload was not valid at the payload's signedDate",
     "stale_notification": (
         "the notification was signed more than 604800 seconds ago, longer than duplicates are remembered; "

@@ -102,9 +102,7 @@ def build_chain(
     not_after = not_after or now + timedelta(days=3650)
     root_key, intermediate_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     window = {"not_before": not_before, "not_after": not_after}
-    root = _certificate(
-        f"{name} root", f"{name} root", root_key.public_key(), root_key, ca=True, oid=None, **window
-    )
+    root = _certificate(f"{name} root", f"{name} root", root_key.public_key(), root_key, ca=True, oid=None, **window)
     intermediate = _certificate(
         f"{name} intermediate",
         f"{name} root",
@@ -127,7 +125,9 @@ def build_chain(
 
 
 def signed_body(
-    chain: SigningChain, notification: dict[str, Any], transaction: dict[str, Any] | None = None,
+    chain: SigningChain,
+    notification: dict[str, Any],
+    transaction: dict[str, Any] | None = None,
     renewal: dict[str, Any] | None = None,
 ) -> str:
     """The body Apple POSTs: {"signedPayload": JWS}, with the transaction and renewal info signed inside."""
@@ -151,6 +151,8 @@ def resigned_body(body: bytes | str, chain: SigningChain, now_ms: int | None = N
     inner: dict[str, dict[str, Any] | None] = {}
     for field in NESTED_FIELDS:
         token = data.pop(field, None)
-        inner[field] = {**jwt.decode(token, options={"verify_signature": False}), "signedDate": now_ms} if token else None
+        inner[field] = (
+            {**jwt.decode(token, options={"verify_signature": False}), "signedDate": now_ms} if token else None
+        )
     notification.update(signedDate=now_ms, notificationUUID=str(uuid.uuid4()), data=data)
     return signed_body(chain, notification, inner["signedTransactionInfo"], inner["signedRenewalInfo"])

@@ -4,8 +4,8 @@ scheduled functions, and print what happened.
 Which event files are replayed, and how, is a small registry (`REPLAYS`): a file-name pattern and
 a function that makes the recorded API Gateway event sendable again — the ingest samples get the
 local ingest key; signed webhooks would be signed again with the local signing secret, as their
-signatures cover a timestamp that has long expired, and App Store notifications with the local test CA. Every file is sent over HTTP to the local API,
-exactly as a client would send it.
+signatures cover a timestamp that has long expired, and App Store notifications with the local test
+CA. Every file is sent over HTTP to the local API, exactly as a client would send it.
 """
 
 from __future__ import annotations

@@ -185,7 +185,9 @@ class Stack:
         self.startup_seconds = 0.0
         self.notes: list[str] = []  # what the operator should know (printed by __main__)
         self.webhook_secrets: dict[str, str] = {}  # provider → this run's signing secret (for the demo)
-        self.app_store_chain: SigningChain | None = None  # this run's stand-in for Apple's chain (the demo signs with it)
+        self.app_store_chain: SigningChain | None = (
+            None  # this run's stand-in for Apple's chain (the demo signs with it)
+        )
         self._braze_key = ""
         self._session: _EndpointSession | None = None
         self._serving: list[Any] = []
@@ -455,14 +457,18 @@ class Stack:
     def _app_store_test_ca(self, environment: dict[str, str]) -> dict[str, str]:
         """A test CA made for this run, trusted here beside Apple's root: only the local stack (and the
         tests) ever add one; a deployment's setting is Apple Root CA - G3 alone."""
-        if APP_STORE_BUNDLE_VARIABLE not in environment or APP_STORE_ROOTS_VARIABLE in self.options.function_environment:
+        if (
+            APP_STORE_BUNDLE_VARIABLE not in environment
+            or APP_STORE_ROOTS_VARIABLE in self.options.function_environment
+        ):
             return {}
         from braze_forwarder.config import APPLE_ROOT_CA_G3_SHA256
         from local.app_store_ca import build_chain
 
         self.app_store_chain = build_chain()
+        root = self.app_store_chain.root_sha256
         self.notes.append(
-            f"App Store: notifications signed by this run's test CA (root SHA-256 {self.app_store_chain.root_sha256[:16]}…) "
+            f"App Store: notifications signed by this run's test CA (root SHA-256 {root[:16]}…) "
             "are trusted beside Apple's root"
         )
         return {APP_STORE_ROOTS_VARIABLE: f"{APPLE_ROOT_CA_G3_SHA256},{self.app_store_chain.root_sha256}"}
@@ -538,7 +544,9 @@ class Stack:
                 f"--webhook-secret {unknown[0]}=...: not a provider of the webhook-secrets secret "
                 f"({', '.join(providers)}); App Store notifications need no secret (the local test CA signs them)"
             )
-        listed = {provider: given.get(provider) or [f"local_{provider}_{secrets.token_hex(20)}"] for provider in providers}
+        listed = {
+            provider: given.get(provider) or [f"local_{provider}_{secrets.token_hex(20)}"] for provider in providers
+        }
         listed.update({provider: values for provider, values in given.items() if values})
         self.webhook_secrets = {provider: values[0] for provider, values in listed.items()}
         for provider in sorted(given):

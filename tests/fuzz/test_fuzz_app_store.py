@@ -27,8 +27,8 @@ FUZZ = settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 TYPES = ["SUBSCRIBED", "DID_RENEW", "ONE_TIME_CHARGE", "REFUND", "EXPIRED", "DID_FAIL_TO_RENEW", "TEST", "x"]
-TRANSACTION_FIELDS = list(transaction(0)) + ["revocationReason", "revocationDate", "offerType"]
-RENEWAL_FIELDS = list(renewal(0)) + ["gracePeriodExpiresDate", "expirationIntent"]
+TRANSACTION_FIELDS = [*transaction(0), "revocationReason", "revocationDate", "offerType"]
+RENEWAL_FIELDS = [*renewal(0), "gracePeriodExpiresDate", "expirationIntent"]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,14 @@ def test_trusted_notifications_whose_fields_hold_anything(call, kind, subtype, t
 
 
 @FUZZ
-@given(notification=st.dictionaries(st.sampled_from(["notificationType", "subtype", "notificationUUID", "data",
-                                                         "summary", "signedDate", "version"]), json_values, max_size=7))
+@given(
+    notification=st.dictionaries(
+        st.sampled_from(
+            ["notificationType", "subtype", "notificationUUID", "data", "summary", "signedDate", "version"]
+        ),
+        json_values,
+        max_size=7,
+    )
+)
 def test_trusted_notifications_of_any_shape(call, notification):
     assert_well_formed(*call(json.dumps({"signedPayload": CHAIN.sign(notification)})))

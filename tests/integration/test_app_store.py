@@ -228,7 +228,7 @@ def _lapsed_chain() -> SigningChain:
 
 def _forged_signature() -> str:
     body = json.loads(notification_body(CHAIN, "DID_RENEW"))
-    header, payload, signature = body["signedPayload"].split(".")
+    header, payload, _ = body["signedPayload"].split(".")
     other = OTHER_CHAIN.sign({"x": 1}).split(".")[2]  # a valid ES256 signature, of something else
     return json.dumps({"signedPayload": f"{header}.{payload}.{other}"})
 

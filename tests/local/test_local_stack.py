@@ -35,7 +35,7 @@ pytestmark = pytest.mark.local
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INGEST_KEY = "demo-ingest-key-change-me"  # events/ingest_track.json's, the stack's default
-GIVEN_STRIPE_SECRET = "whsec_givenOnTheCommandLine000000000000"  # noqa: S105 (a test value)
+GIVEN_STRIPE_SECRET = "whsec_givenOnTheCommandLine000000000000"
 FREE_PORTS = ["--api-port", "0", "--lambda-port", "0", "--aws-port", "0", "--sandbox-port", "0"]
 # One second instead of five: a valid value of the template's own parameter, to keep the tests short.
 FAST_BATCHES = ["--parameter-overrides", "SenderBatchingWindowSeconds=1"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from braze_forwarder.ingest.webhooks import app_store, paddle, stripe
 from braze_forwarder.ingest.webhooks.base import Provider
 
-PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (stripe.PROVIDER, paddle.PROVIDER, app_store.PROVIDER)}
+PROVIDERS: dict[str, Provider] = {
+    provider.name: provider for provider in (stripe.PROVIDER, paddle.PROVIDER, app_store.PROVIDER)
+}
 
 __all__ = ["PROVIDERS", "Provider"]

@@ -74,7 +74,8 @@ class AppStoreJws:
             raise RequestRejected(
                 401,
                 "provider_not_configured",
-                "App Store notifications are not configured here: set APP_STORE_BUNDLE_ID (the AppStoreBundleId parameter)",
+                "App Store notifications are not configured here: "
+                "set APP_STORE_BUNDLE_ID (the AppStoreBundleId parameter)",
             )
         try:
             document = json.loads(body)

@@ -109,7 +109,9 @@ def _json_object(raw: bytes, field: str) -> dict[str, Any]:
     return document
 
 
-def _chain_key(x5c: object, field: str, trusted_roots_sha256: Collection[str], signed_at_ms: int) -> ec.EllipticCurvePublicKey:
+def _chain_key(
+    x5c: object, field: str, trusted_roots_sha256: Collection[str], signed_at_ms: int
+) -> ec.EllipticCurvePublicKey:
     if not isinstance(x5c, list) or len(x5c) != 3:
         raise broken_chain(field, "x5c does not hold three certificates (leaf, intermediate, root)")
     leaf_der, intermediate_der, root_der = (_der(entry, field) for entry in x5c)
@@ -118,7 +120,9 @@ def _chain_key(x5c: object, field: str, trusted_roots_sha256: Collection[str], s
             401, "untrusted_root", f"the certificate chain of {field} does not end in Apple's root certificate"
         )
     try:
-        leaf, intermediate, root = (x509.load_der_x509_certificate(der) for der in (leaf_der, intermediate_der, root_der))
+        leaf, intermediate, root = (
+            x509.load_der_x509_certificate(der) for der in (leaf_der, intermediate_der, root_der)
+        )
     except ValueError:
         raise broken_chain(field, "a certificate in x5c cannot be read") from None
     _check_link(intermediate, root, field, "the intermediate certificate is not signed by the root")
