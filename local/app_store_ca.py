@@ -96,9 +96,10 @@ def build_chain(
     not_after: datetime | None = None,
     name: str = "Local App Store test",
 ) -> SigningChain:
-    """A root, an intermediate and a leaf (P-256 keys), valid from a year ago for ten years by default."""
+    """A root, an intermediate and a leaf (P-256 keys), valid from ten years ago to ten years ahead by
+    default (tests move the clock, a year or more either way)."""
     now = datetime.now(UTC)
-    not_before = not_before or now - timedelta(days=365)
+    not_before = not_before or now - timedelta(days=3650)
     not_after = not_after or now + timedelta(days=3650)
     root_key, intermediate_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     window = {"not_before": not_before, "not_after": not_after}
