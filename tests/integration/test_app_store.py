@@ -15,7 +15,7 @@ import pytest
 
 from braze_forwarder import queue
 from braze_forwarder.braze.validation import check_track_object
-from local.app_store_ca import SigningChain, build_chain
+from local.app_store_ca import SigningChain, build_chain, resigned_body
 from tests.app_store_notifications import (
     APP_ACCOUNT_TOKEN,
     DAY_MS,
@@ -23,7 +23,7 @@ from tests.app_store_notifications import (
     notification_body,
     now_ms,
 )
-from tests.conftest import use_function_environment
+from tests.conftest import load_event, use_function_environment
 from tests.integration.test_webhooks import dedupe_records, kept, queued
 from tests.webhook_signing import api_event
 
@@ -132,6 +132,43 @@ def test_test_and_unmapped_notifications_are_verified_then_ignored(post, aws_sta
 
     assert (reply.status, reply.body["message"]) == (200, "ignored")
     assert queued(aws_stack) == []
+
+
+def test_the_sample_in_events_signed_again_by_a_trusted_chain_is_queued(post, aws_stack):
+    # What the demo does with events/app_store_did_renew.json (local/demo.py).
+    sample = load_event("app_store_did_renew.json")
+
+    reply = post(resigned_body(sample["body"], CHAIN))
+
+    assert (reply.status, reply.body["message"]) == (200, "queued")
+    [purchase] = objects(queued(aws_stack), "purchases")
+    assert (purchase["external_id"], purchase["price"], purchase["currency"]) == (APP_ACCOUNT_TOKEN, 4.99, "USD")
+
+
+def test_the_sample_as_recorded_is_refused_its_chain_is_not_trusted(post, aws_stack):
+    reply = post(load_event("app_store_did_renew.json")["body"])
+
+    assert (reply.status, reply.body["type"]) == (401, "untrusted_root")
+
+
+def test_an_external_purchase_token_notification_is_verified_then_ignored(post, aws_stack):
+    token = {"bundleId": "com.example.braze.forwarder", "appAppleId": 1, "externalPurchaseId": "SANDBOX_abc"}
+    notification = {
+        "notificationType": "EXTERNAL_PURCHASE_TOKEN",
+        "notificationUUID": "0b2f4c1e-1",
+        "version": "2.0",
+        "signedDate": now_ms(),
+        "externalPurchaseToken": token,
+    }
+    body = json.dumps({"signedPayload": CHAIN.sign(notification)})
+
+    sandbox = post(body)
+
+    assert (sandbox.status, sandbox.body["type"]) == (400, "wrong_environment")  # a Sandbox token
+    token["externalPurchaseId"] = "abc"
+    reply = post(json.dumps({"signedPayload": CHAIN.sign(notification)}))
+
+    assert (reply.status, reply.body["message"]) == (200, "ignored")
 
 
 def test_a_free_trial_start_sends_the_event_and_no_purchase(post, aws_stack):

@@ -163,11 +163,17 @@ def _check_age(signed_at_ms: int, now: float, window_seconds: int) -> None:
 
 
 def _app_section(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The part of the notification that names the app: `data`, or `summary` for bulk renewal extensions."""
+    """The part of the notification that names the app: `data`, or `summary` for bulk renewal extensions,
+    or `externalPurchaseToken`, whose environment is in its id (Sandbox ids start with SANDBOX)."""
     for name in ("data", "summary", "appData"):
         section = payload.get(name)
         if isinstance(section, dict):
             return name, section
+    token = payload.get("externalPurchaseToken")
+    if isinstance(token, dict):
+        external_id = token.get("externalPurchaseId")
+        sandbox = isinstance(external_id, str) and external_id.startswith("SANDBOX")
+        return "externalPurchaseToken", {**token, "environment": "Sandbox" if sandbox else "Production"}
     raise RequestRejected(400, "malformed_notification", "the notification has no data or summary object")
 
 
@@ -452,6 +458,7 @@ _HANDLERS = {
     "TEST": _ignored("a test notification: verified, nothing to send to Braze"),
     "CONSUMPTION_REQUEST": _ignored("a consumption request asks the developer for data; nothing for Braze"),
     "RENEWAL_EXTENSION": _ignored("a summary of a bulk renewal extension; each user's RENEWAL_EXTENDED is sent"),
+    "EXTERNAL_PURCHASE_TOKEN": _ignored("an external purchase token: no App Store payment to send"),
 }
 
 
