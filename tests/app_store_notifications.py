@@ -19,6 +19,11 @@ ORIGINAL_TRANSACTION = "2000000000000001"
 DAY_MS = 86_400_000
 
 
+def settings_for(chain: SigningChain, **more: str) -> dict[str, str]:
+    """The IngestApiFunction variables under which notifications signed by `chain` for BUNDLE_ID verify."""
+    return {"APP_STORE_BUNDLE_ID": BUNDLE_ID, "APP_STORE_TRUSTED_ROOT_SHA256": chain.root_sha256, **more}
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

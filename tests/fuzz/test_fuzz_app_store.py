@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from local.app_store_ca import build_chain
-from tests.app_store_notifications import BUNDLE_ID, notification_body, renewal, transaction
+from tests.app_store_notifications import notification_body, renewal, settings_for, transaction
 from tests.conftest import LambdaContextStub, use_function_environment
-from tests.fuzz.test_fuzz_ingest import json_values, raw_bodies
+from tests.fuzz.test_fuzz_ingest import json_values, queued, raw_bodies
 from tests.webhook_signing import api_event
 
 # signedDate is checked against now (tests/clock.py).
@@ -43,14 +43,8 @@ def fuzz_stack():
 
 @pytest.fixture
 def call(fuzz_stack, monkeypatch):
-    use_function_environment(
-        monkeypatch,
-        fuzz_stack,
-        "IngestApiFunction",
-        APP_STORE_BUNDLE_ID=BUNDLE_ID,
-        APP_STORE_TRUSTED_ROOT_SHA256=CHAIN.root_sha256,
-        APP_STORE_ENVIRONMENTS="Production,Sandbox",
-    )
+    environment = settings_for(CHAIN, APP_STORE_ENVIRONMENTS="Production,Sandbox")
+    use_function_environment(monkeypatch, fuzz_stack, "IngestApiFunction", **environment)
     from functions.ingest_api import app
 
     def post(body: str) -> tuple[dict[str, Any], int]:
@@ -59,13 +53,6 @@ def call(fuzz_stack, monkeypatch):
         return result, queued(fuzz_stack) - before
 
     return post
-
-
-def queued(stack) -> int:
-    attributes = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=stack.refs["EventsQueue"], AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"])
 
 
 def assert_well_formed(result: dict[str, Any], newly_queued: int) -> None:

@@ -22,6 +22,7 @@ from tests.app_store_notifications import (
     ORIGINAL_TRANSACTION,
     notification_body,
     now_ms,
+    settings_for,
 )
 from tests.conftest import load_event, use_function_environment
 from tests.integration.test_webhooks import dedupe_records, kept, queued
@@ -42,13 +43,7 @@ class Reply:
 
 @pytest.fixture
 def post(aws_stack, monkeypatch, lambda_context) -> Callable[..., Reply]:
-    use_function_environment(
-        monkeypatch,
-        aws_stack,
-        "IngestApiFunction",
-        APP_STORE_BUNDLE_ID="com.example.braze.forwarder",
-        APP_STORE_TRUSTED_ROOT_SHA256=CHAIN.root_sha256,
-    )
+    use_function_environment(monkeypatch, aws_stack, "IngestApiFunction", **settings_for(CHAIN))
     from functions.ingest_api import app
 
     def send(body: str) -> Reply:

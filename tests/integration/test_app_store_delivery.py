@@ -12,7 +12,7 @@ import pytest
 
 from local.app_store_ca import build_chain
 from local.braze_sandbox import BrazeSandbox, SandboxConfig, ScriptedResponse
-from tests.app_store_notifications import APP_ACCOUNT_TOKEN, ORIGINAL_TRANSACTION, notification_body
+from tests.app_store_notifications import APP_ACCOUNT_TOKEN, ORIGINAL_TRANSACTION, notification_body, settings_for
 from tests.conftest import LambdaContextStub, load_event, use_function_environment, use_sender_environment
 from tests.webhook_signing import api_event
 
@@ -29,13 +29,7 @@ def braze() -> Iterator[BrazeSandbox]:
 
 
 def test_payments_under_apples_retries_and_braze_faults_arrive_once_each(aws_stack, monkeypatch, lambda_context, braze):
-    use_function_environment(
-        monkeypatch,
-        aws_stack,
-        "IngestApiFunction",
-        APP_STORE_BUNDLE_ID="com.example.braze.forwarder",
-        APP_STORE_TRUSTED_ROOT_SHA256=CHAIN.root_sha256,
-    )
+    use_function_environment(monkeypatch, aws_stack, "IngestApiFunction", **settings_for(CHAIN))
     from functions.ingest_api import app as ingest
 
     renewals = [
