@@ -67,6 +67,8 @@ MAPPED = [
     ("DID_RENEW", "BILLING_RECOVERY", "subscription_renewed", 1, "active"),
     ("OFFER_REDEEMED", "INITIAL_BUY", "subscription_offer_redeemed", 1, "active"),
     ("OFFER_REDEEMED", "UPGRADE", "subscription_offer_redeemed", 1, "active"),
+    ("OFFER_REDEEMED", "DOWNGRADE", "subscription_offer_redeemed", 0, None),
+    ("OFFER_REDEEMED", None, "subscription_offer_redeemed", 0, None),
     ("ONE_TIME_CHARGE", None, None, 1, None),
     ("DID_CHANGE_RENEWAL_PREF", "UPGRADE", "subscription_plan_changed", 1, "active"),
     ("DID_CHANGE_RENEWAL_PREF", "DOWNGRADE", "subscription_plan_changed", 0, None),

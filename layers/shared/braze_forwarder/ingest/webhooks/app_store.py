@@ -351,7 +351,11 @@ def _did_renew(c: _Context) -> Outcome:
 
 
 def _offer_redeemed(c: _Context) -> Outcome:
-    return _paid(c, "subscription_offer_redeemed", "active")
+    if c.subtype in {"INITIAL_BUY", "RESUBSCRIBE", "UPGRADE"}:  # a purchase made now, with the offer
+        return _paid(c, "subscription_offer_redeemed", "active")
+    # DOWNGRADE (from the next renewal) or an offer on the current period: its transaction is one
+    # already counted, so the event goes without a purchase (a claimed payment would drop it).
+    return c.outcome([event_object("subscription_offer_redeemed", c.time, c.properties())])
 
 
 def _renewal_pref(c: _Context) -> Outcome:
