@@ -53,6 +53,8 @@ _WEBHOOK_MODULES = (
     "braze_forwarder.ingest.webhooks.paddle",
     "braze_forwarder.ingest.webhooks.google_oidc",
     "braze_forwarder.ingest.webhooks.google_play",
+    "braze_forwarder.ingest.webhooks.app_store",
+    "braze_forwarder.ingest.webhooks.app_store_jws",
 )
 _CALLBACK_MODULES = ("braze_forwarder.request_body", "braze_forwarder.exports.callback")
 
@@ -86,6 +88,18 @@ WHEN: dict[str, str] = {
     "stale_timestamp": "the signature's timestamp is older than the tolerance (a replay)",
     "future_timestamp": "the signature's timestamp is further ahead than the tolerance",
     "unknown_provider": "not a provider this stack takes",
+    "malformed_notification": 'an App Store body that is not {"signedPayload": "<JWS>"} with Apple\'s fields',
+    "unsupported_algorithm": "an App Store JWS not signed with ES256",
+    "broken_certificate_chain": "the App Store JWS's x5c is not a leaf, intermediate and root that sign each other",
+    "untrusted_root": "the x5c chain does not end in Apple Root CA - G3 (APP_STORE_TRUSTED_ROOT_SHA256)",
+    "wrong_certificate": "a certificate of the chain lacks Apple's extension (leaf or intermediate)",
+    "certificate_not_valid": "a certificate of the chain was not valid at the payload's signedDate",
+    "stale_notification": "an App Store notification signed longer ago than duplicates are remembered (a replay)",
+    "future_notification": "an App Store notification whose signedDate is ahead of now",
+    "wrong_bundle_id": "an App Store notification for another app (AppStoreBundleId, AppStoreAppAppleId)",
+    "wrong_environment": "an App Store notification of an environment this stack does not take (AppStoreEnvironments)",
+    "wrong_app": "the transaction or renewal info is for another app or environment than its notification",
+    "provider_not_configured": "App Store notifications are not configured (AppStoreBundleId is empty)",
     "event_in_progress": "another delivery of the same event is being processed",
     "payment_in_progress": "another event of the same payment is being processed",
     "dedupe_store_unavailable": "the store that keeps events from being counted twice cannot be reached",
@@ -126,8 +140,25 @@ REASON_EXAMPLES: dict[str, str] = {
     "future_timestamp": (
         "the Stripe-Signature timestamp is more than 300 seconds in the future; check the sender's clock"
     ),
-    "unknown_provider": "no webhook provider by that name; POST /webhooks/{stripe|paddle|google_play}",
+    "unknown_provider": "no webhook provider by that name; POST /webhooks/{stripe|paddle|app_store|google_play}",
     "url_not_allowed": "the export url is not accepted: host example.com is not an allowed host",
+    "malformed_notification": 'the body is not {"signedPayload": "<JWS>"}',
+    "unsupported_algorithm": "signedPayload is not signed with ES256",
+    "broken_certificate_chain": "signedPayload: the leaf certificate is not signed by the intermediate",
+    "untrusted_root": "the certificate chain of signedPayload does not end in Apple's root certificate",
+    "wrong_certificate": ("the leaf certificate of signedPayload lacks Apple's extension 1.2.840.113635.100.6.11.1"),
+    "certificate_not_valid": "a certificate in the chain of signedPayload was not valid at the payload's signedDate",
+    "stale_notification": (
+        "the notification was signed more than 604800 seconds ago, longer than duplicates are remembered; "
+        "a replay is refused"
+    ),
+    "future_notification": "the notification's signedDate is more than 300 seconds in the future",
+    "wrong_bundle_id": "data.bundleId is not this deployment's app (APP_STORE_BUNDLE_ID)",
+    "wrong_environment": (
+        "this deployment takes Production notifications only (APP_STORE_ENVIRONMENTS); "
+        "register a separate endpoint for the other environment"
+    ),
+    "wrong_app": "data.signedTransactionInfo is for another app or environment than the notification",
 }
 STATUS_TEXT = {
     400: "The request cannot be used as it is: fix it before sending it again.",
@@ -239,6 +270,8 @@ def _webhook_parameters() -> list[dict[str, Any]]:
         }
     ]
     for name, provider in PROVIDERS.items():
+        if not getattr(provider.signature, "uses_signing_secrets", True):
+            continue  # the App Store: signed inside the body (signedPayload), no header
         header = provider.signature.header
         parameters.append(
             {
@@ -322,10 +355,11 @@ OPERATIONS: dict[str, OperationDoc] = {
     ),
     "receiveWebhook": OperationDoc(
         description=(
-            "The provider's own webhook request (Stripe snapshot events, Paddle Billing notifications, Google Play "
-            "real-time developer notifications pushed by Pub/Sub). No ingest key: the provider's signature over the "
-            "exact raw body is the authentication (for Google Play, Google's OIDC token in Authorization, and the "
-            "purchase is read from the Play Developer API). 200 only once what the "
+            "The provider's own webhook request (Stripe snapshot events, Paddle Billing notifications, App Store "
+            "Server Notifications V2, Google Play real-time developer notifications pushed by Pub/Sub). No ingest "
+            "key: the provider's signature over the exact raw body is the authentication (for the App Store, the JWS "
+            "in the body and its certificate chain, pinned to Apple's root; for Google Play, Google's OIDC token in "
+            "Authorization, and the purchase is read from the Play Developer API). 200 only once what the "
             "event became is queued (or kept for an operator), so the provider retries everything else; a "
             "redelivered event id is answered `duplicate` and queues nothing."
         ),

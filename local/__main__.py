@@ -63,6 +63,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="the key clients send as 'Authorization: Bearer KEY' (default: the one in events/ingest_track.json)",
     )
+    add(
+        "--webhook-secret",
+        action="append",
+        default=[],
+        metavar="PROVIDER=SECRET",
+        help="a provider's webhook signing secret, used instead of the one made for this run (repeatable), e.g. "
+        "stripe=whsec_... as printed by `stripe listen --forward-to http://127.0.0.1:3000/webhooks/stripe`",
+    )
     add("--no-demo", action="store_true", help="do not replay events/ at start")
     add(
         "--demo",
@@ -139,6 +147,17 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
     return overrides
 
 
+def _webhook_secrets(pairs: list[str]) -> dict[str, list[str]]:
+    secrets: dict[str, list[str]] = {}
+    for pair in pairs:
+        provider, sep, secret = pair.partition("=")
+        if not sep or not provider.strip() or not secret.strip():
+            # The value is a secret: the message never repeats it.
+            raise argparse.ArgumentTypeError("--webhook-secret takes PROVIDER=SECRET, e.g. stripe=whsec_...")
+        secrets.setdefault(provider.strip(), []).append(secret.strip())
+    return secrets
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -160,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         overrides = _overrides(args.parameter_overrides)
+        webhook_secrets = _webhook_secrets(args.webhook_secret)
         if args.front_door:
             if overrides.get("FrontDoor", FRONT_DOORS[args.front_door]) != FRONT_DOORS[args.front_door]:
                 raise argparse.ArgumentTypeError("--front-door and --parameter-overrides FrontDoor=... disagree")
@@ -190,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             braze_api_key=os.environ.get("BRAZE_API_KEY") if args.braze_endpoint else None,
             ingest_key=args.ingest_key or default_ingest_key(),
             parameter_overrides=overrides,
+            webhook_secrets=webhook_secrets,
             sandbox_error_rate=args.sandbox_error_rate,
             sandbox_rate_limited_rate=args.sandbox_rate_limited_rate,
             sandbox_latency_seconds=args.sandbox_latency,

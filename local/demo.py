@@ -4,8 +4,8 @@ scheduled functions, and print what happened.
 Which event files are replayed, and how, is a small registry (`REPLAYS`): a file-name pattern and
 a function that makes the recorded API Gateway event sendable again — the ingest samples get the
 local ingest key; signed webhooks would be signed again with the local signing secret, as their
-signatures cover a timestamp that has long expired. Every file is sent over HTTP to the local API,
-exactly as a client would send it.
+signatures cover a timestamp that has long expired, and App Store notifications with the local test
+CA. Every file is sent over HTTP to the local API, exactly as a client would send it.
 """
 
 from __future__ import annotations
@@ -97,10 +97,22 @@ def _google_push_token(request: Request, stack: Stack) -> Request:
     return request
 
 
+def _signed_by_the_local_test_ca(request: Request, stack: Stack) -> Request:
+    """An App Store notification carries its own certificate chain: sign the recorded notification again
+    with this run's test CA (which the local stack trusts), dated now."""
+    if stack.app_store_chain is None:
+        return request  # sent as recorded; the report shows what the API answered
+    from local.app_store_ca import resigned_body
+
+    request.body = resigned_body(request.body, stack.app_store_chain).encode("utf-8")
+    return request
+
+
 REPLAYS: list[Replay] = [
     Replay("ingest_*.json", _with_local_ingest_key),
     Replay("webhook_*.json", _signed_again),
     Replay("google_play_*.json", _google_push_token),
+    Replay("app_store_*.json", _signed_by_the_local_test_ca),
 ]
 
 

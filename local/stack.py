@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -37,6 +37,9 @@ from local.lambda_api import LambdaApiServer
 from local.resources import LocalStack, create_resources
 from local.runtime import LocalFunction, add_to_path, layer_directories, load_functions, merged_environment
 from sam_template import TEMPLATE, load_template
+
+if TYPE_CHECKING:
+    from local.app_store_ca import SigningChain
 
 logger = logging.getLogger("local.stack")
 
@@ -58,6 +61,10 @@ GOOGLE_PLAY_PARAMETERS = {
     "GooglePlayPushAudience": "GOOGLE_PLAY_PUSH_AUDIENCE",
     "GooglePlayPushServiceAccount": "GOOGLE_PLAY_PUSH_SERVICE_ACCOUNT",
 }
+APP_STORE_BUNDLE_VARIABLE = "APP_STORE_BUNDLE_ID"
+APP_STORE_ROOTS_VARIABLE = "APP_STORE_TRUSTED_ROOT_SHA256"
+# The bundle id of the sample notifications in events/app_store_*.json (and of the tests' notifications).
+LOCAL_APP_STORE_BUNDLE_ID = "com.example.braze.forwarder"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -95,6 +102,9 @@ class StackOptions:
     # BRAZE_READ_TIMEOUT_SECONDS, as set on a deployed function's environment. A variable the
     # template sets is refused: its parameter, checked as CloudFormation checks it, is the way.
     function_environment: dict[str, str] = field(default_factory=dict)
+    # provider → signing secrets given with --webhook-secret (e.g. stripe's whsec_... of `stripe listen`),
+    # used instead of the fresh secret the local stack makes for each provider.
+    webhook_secrets: dict[str, list[str]] = field(default_factory=dict)
     sandbox_error_rate: float = 0.0
     sandbox_rate_limited_rate: float = 0.0
     sandbox_latency_seconds: float = 0.0
@@ -184,6 +194,9 @@ class Stack:
         self.notes: list[str] = []  # what the operator should know (printed by __main__)
         self.webhook_secrets: dict[str, str] = {}  # provider → this run's signing secret (for the demo)
         self.google: GoogleStandIn | None = None  # Google's keys and Play Developer API, on loopback
+        self.app_store_chain: SigningChain | None = (
+            None  # this run's stand-in for Apple's chain (the demo signs with it)
+        )
         self._braze_key = ""
         self._session: _EndpointSession | None = None
         self._serving: list[Any] = []
@@ -238,6 +251,7 @@ class Stack:
                 parameter_overrides={
                     **self._local_parameters(template),
                     **self._google_parameters(template),
+                    **self._app_store_parameters(template),
                     **options.parameter_overrides,
                 },
                 template=template,
@@ -265,6 +279,7 @@ class Stack:
             # loopback; the export functions accept that only when told to (config.py).
             environment[EXPORT_URL_LOOPBACK_VARIABLE] = "true"
             self.notes.append(f"{EXPORT_URL_LOOPBACK_VARIABLE}=true: exports come as the sandbox's http url")
+        environment.update(self._app_store_test_ca(environment))
         self._create_named_buckets(environment, session)
         self.environment = {**environment, **self._aws_environment()}
         # Before anything imports the layer: its modules read the environment at import (Powertools'
@@ -466,6 +481,34 @@ class Stack:
         stand_in = self.google.environment()
         return {name: value for name, value in stand_in.items() if name.endswith("_URL")}
 
+    def _app_store_parameters(self, template: dict[str, Any]) -> dict[str, str]:
+        """The sample notifications' bundle id, so the demo's App Store replay is taken (the template's
+        default, empty, refuses every App Store notification)."""
+        parameters = template.get("Parameters", {})
+        if "AppStoreBundleId" not in parameters or "AppStoreBundleId" in self.options.parameter_overrides:
+            return {}
+        self.notes.append(f"AppStoreBundleId={LOCAL_APP_STORE_BUNDLE_ID}: the bundle id of events/app_store_*.json")
+        return {"AppStoreBundleId": LOCAL_APP_STORE_BUNDLE_ID}
+
+    def _app_store_test_ca(self, environment: dict[str, str]) -> dict[str, str]:
+        """A test CA made for this run, trusted here beside Apple's root: only the local stack (and the
+        tests) ever add one; a deployment's setting is Apple Root CA - G3 alone."""
+        if (
+            APP_STORE_BUNDLE_VARIABLE not in environment
+            or APP_STORE_ROOTS_VARIABLE in self.options.function_environment
+        ):
+            return {}
+        from braze_forwarder.config import APPLE_ROOT_CA_G3_SHA256
+        from local.app_store_ca import build_chain
+
+        self.app_store_chain = build_chain()
+        root = self.app_store_chain.root_sha256
+        self.notes.append(
+            f"App Store: notifications signed by this run's test CA (root SHA-256 {root[:16]}…) "
+            "are trusted beside Apple's root"
+        )
+        return {APP_STORE_ROOTS_VARIABLE: f"{APPLE_ROOT_CA_G3_SHA256},{self.app_store_chain.root_sha256}"}
+
     def _braze(self, environment: dict[str, str]) -> dict[str, str]:
         """Start the sandbox (or take the given endpoint); the endpoint for the functions' environment."""
         options = self.options
@@ -532,8 +575,21 @@ class Stack:
         except ValueError:
             document = {}
         providers = [name for name in document if isinstance(name, str)] if isinstance(document, dict) else []
-        self.webhook_secrets = {provider: f"local_{provider}_{secrets.token_hex(20)}" for provider in providers}
-        return json.dumps({provider: [secret] for provider, secret in self.webhook_secrets.items()})
+        given = self.options.webhook_secrets
+        unknown = sorted(set(given) - set(providers))
+        if unknown:
+            raise StackError(
+                f"--webhook-secret {unknown[0]}=...: not a provider of the webhook-secrets secret "
+                f"({', '.join(providers)}); App Store notifications need no secret (the local test CA signs them)"
+            )
+        listed = {
+            provider: given.get(provider) or [f"local_{provider}_{secrets.token_hex(20)}"] for provider in providers
+        }
+        listed.update({provider: values for provider, values in given.items() if values})
+        self.webhook_secrets = {provider: values[0] for provider, values in listed.items()}
+        for provider in sorted(given):
+            self.notes.append(f"{provider}: signing secret from --webhook-secret")
+        return json.dumps(listed)
 
     def _aws_environment(self) -> dict[str, str]:
         """What makes the unchanged functions talk to moto, and never to a real account."""

@@ -29,11 +29,13 @@ from botocore.config import Config
 
 from local.braze_sandbox import BrazeSandbox, SandboxConfig
 from tests.conftest import load_event
+from tests.webhook_signing import sign
 
 pytestmark = pytest.mark.local
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INGEST_KEY = "demo-ingest-key-change-me"  # events/ingest_track.json's, the stack's default
+GIVEN_STRIPE_SECRET = "whsec_givenOnTheCommandLine000000000000"
 FREE_PORTS = ["--api-port", "0", "--lambda-port", "0", "--aws-port", "0", "--sandbox-port", "0"]
 # One second instead of five: a valid value of the template's own parameter, to keep the tests short.
 FAST_BATCHES = ["--parameter-overrides", "SenderBatchingWindowSeconds=1"]
@@ -394,13 +396,14 @@ def test_help_lists_the_flags() -> None:
     for flag in (
         "--api-port", "--lambda-port", "--aws-port", "--sandbox-port", "--braze-endpoint", "--ingest-key",
         "--no-demo", "--sandbox-error-rate", "--sandbox-rate-limited-rate", "--sandbox-latency",
-        "--sandbox-drop-rate", "--sandbox-timeout-rate",
+        "--sandbox-drop-rate", "--sandbox-timeout-rate", "--webhook-secret",
     ):  # fmt: skip
         assert flag in result.stdout
 
 
 def test_the_demo_replays_the_events_and_prints_its_report(start: Callable[..., LocalRun]) -> None:
-    run = start(*FREE_PORTS, *FAST_BATCHES)
+    # A given secret, as `stripe listen` prints it, replaces the one the stack would make.
+    run = start(*FREE_PORTS, *FAST_BATCHES, "--webhook-secret", f"stripe={GIVEN_STRIPE_SECRET}")
     api = run.url("API \\(HTTP API\\)")
     output = run.output
 
@@ -427,5 +430,16 @@ def test_the_demo_replays_the_events_and_prints_its_report(start: Callable[..., 
     for line in output.splitlines():
         if line.startswith("  POST /webhooks/"):
             assert re.search(r"\s200\s", line), line  # signed again with this run's secret, accepted
+    # The App Store sample, signed again by this run's test CA, which only the local stack trusts.
+    assert re.search(r"POST /webhooks/app_store\s+app_store_did_renew\.json\s+200\s+queued", output), output
+    body = (REPO_ROOT / "events" / "webhook_stripe_payment_intent_succeeded.json").read_text()
+    sample = json.loads(body)["body"]
+    answer = requests.post(
+        f"{api}/webhooks/stripe",
+        data=sample.encode(),
+        headers={"Stripe-Signature": sign("stripe", sample, GIVEN_STRIPE_SECRET), "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert (answer.status_code, answer.json()["message"]) in {(200, "queued"), (200, "duplicate")}
     assert run.stop() == 0
     assert "Stopped" in run.output

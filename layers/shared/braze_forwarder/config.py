@@ -205,6 +205,27 @@ def _google_url(value: str) -> str:
     return value
 
 
+# Apple Root CA - G3 (www.apple.com/certificateauthority), the root of the App Store's signing chain;
+# the same value as Apple's published fingerprint (checked in tests/unit/test_app_store_jws.py).
+APPLE_ROOT_CA_G3_SHA256 = "63343abfb89a6a03ebb57e9b3f5fa7be7c4f5c756f3017b3a8c488c3653e9179"
+APP_STORE_ENVIRONMENTS = ("Production", "Sandbox")
+
+
+def _app_store_environments(values: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [value for value in values if value not in APP_STORE_ENVIRONMENTS]
+    if unknown or not values:
+        raise ValueError(f"must be a comma-separated list of {', '.join(APP_STORE_ENVIRONMENTS)}")
+    return values
+
+
+def _sha256_fingerprints(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Hex SHA-256 fingerprints, with or without colons, in lower case."""
+    normalised = tuple(value.replace(":", "").lower() for value in values)
+    if not normalised or not all(re.fullmatch(r"[0-9a-f]{64}", value) for value in normalised):
+        raise ValueError("must be a comma-separated list of hex SHA-256 certificate fingerprints")
+    return normalised
+
+
 @settings_class
 class IngestSettings(Settings):
     """IngestApiFunction: authenticate, validate, queue."""
@@ -246,6 +267,18 @@ class WebhookSettings(IngestSettings):
     google_play_api_base_url: str = setting(default="https://androidpublisher.googleapis.com", check=_google_url)
     google_play_token_url: str = setting(default="https://oauth2.googleapis.com/token", check=_google_url)
     google_play_api_timeout_seconds: float = setting(default=10.0, gt=0, le=60)
+    # App Store Server Notifications V2 (ingest/webhooks/app_store.py). No bundle id: every
+    # notification is refused, as a provider without a signing secret is.
+    app_store_bundle_id: str = setting(default="", pattern=r"^[A-Za-z0-9.-]{0,155}$")
+    app_store_app_apple_id: int = setting(default=0, ge=0)  # 0: not checked (Apple's id of the app, in production)
+    # Production only by default: Sandbox purchases are test money and stay out of a production workspace.
+    app_store_environments: tuple[str, ...] = setting(default=("Production",), check=_app_store_environments)
+    app_store_use_app_account_token: bool = True
+    # The SHA-256 of the root certificates an x5c chain may end in: Apple Root CA - G3 only, unless the
+    # local stack or a test adds its own test CA.
+    app_store_trusted_root_sha256: tuple[str, ...] = setting(
+        default=(APPLE_ROOT_CA_G3_SHA256,), check=_sha256_fingerprints
+    )
 
 
 @settings_class

@@ -108,8 +108,11 @@ def receive_webhook(
 
 
 def _verify(provider: Provider, body: bytes, headers: dict[str, str], config: WebhookSettings) -> ProviderEvent:
-    if not getattr(provider, "uses_signing_secrets", True):
-        # Checked against keys the provider publishes (Google's OIDC push token), not a shared secret.
+    if not getattr(provider, "uses_signing_secrets", True) or not getattr(
+        provider.signature, "uses_signing_secrets", True
+    ):
+        # Checked against a certificate chain (the App Store's JWS) or keys the provider publishes
+        # (Google's OIDC push token), not a shared secret: the webhook-secrets secret is not read.
         return provider.verify(body, headers, (), time.time(), config)
     arn, max_age = config.webhook_secrets_arn, config.webhook_secrets_max_age_seconds
     secrets = signing_secrets.secrets_for(provider.name, arn, max_age)
