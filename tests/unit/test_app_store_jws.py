@@ -105,6 +105,7 @@ REQUIRED = {
     "EVENTS_QUEUE_URL": "q",
     "INGEST_KEYS_SECRET_ARN": "k",
     "IDEMPOTENCY_TABLE": "t",
+    "USER_ORDER_TABLE": "order",
     "WEBHOOK_SECRETS_ARN": "w",
     "REJECTED_BUCKET": "b",
 }
