@@ -214,7 +214,10 @@ MERGE_SAMPLE_REQUEST = {
     "merge_updates": [
         {"identifier_to_merge": {"external_id": "old-user-1"}, "identifier_to_keep": {"external_id": "user-1001"}},
         {
-            "identifier_to_merge": {"email": "a@example.com", "prioritization": ["unidentified", "most_recently_updated"]},
+            "identifier_to_merge": {
+                "email": "a@example.com",
+                "prioritization": ["unidentified", "most_recently_updated"],
+            },
             "identifier_to_keep": {"user_alias": {"alias_name": "crm-77", "alias_label": "crm_id"}},
         },
     ]
@@ -389,7 +392,9 @@ OPERATIONS: dict[str, OperationDoc] = {
         success_examples=lambda: {"sample": {"summary": "the answer to the sample", "value": ALIAS_SAMPLE_ANSWER}},
         answered_by=("functions.ingest_api.app", *_USER_DATA_MODULES),
         request_schema={"$ref": SCHEMAS + "AliasNewRequest"},
-        request_examples=lambda: {"sample": {"summary": "an alias-only user and an alias", "value": ALIAS_SAMPLE_REQUEST}},
+        request_examples=lambda: {
+            "sample": {"summary": "an alias-only user and an alias", "value": ALIAS_SAMPLE_REQUEST}
+        },
         security=[{"ingestKey": []}],
         parameters=_idempotency_key,
         answer_headers=("X-Correlation-Id",),
@@ -407,7 +412,9 @@ OPERATIONS: dict[str, OperationDoc] = {
         success_examples=lambda: {"sample": {"summary": "the answer to the sample", "value": MERGE_SAMPLE_ANSWER}},
         answered_by=("functions.ingest_api.app", *_USER_DATA_MODULES),
         request_schema={"$ref": SCHEMAS + "MergeRequest"},
-        request_examples=lambda: {"sample": {"summary": "by external id; by email into an alias", "value": MERGE_SAMPLE_REQUEST}},
+        request_examples=lambda: {
+            "sample": {"summary": "by external id; by email into an alias", "value": MERGE_SAMPLE_REQUEST}
+        },
         security=[{"ingestKey": []}],
         parameters=_idempotency_key,
         answer_headers=("X-Correlation-Id",),
@@ -475,10 +482,11 @@ OPERATIONS: dict[str, OperationDoc] = {
 
 INFO_DESCRIPTION = """\
 A Braze-compatible ingest API: send exactly what you send to Braze's `/users/track`,
-`/users/identify`, `/users/delete`, `/users/alias/new` and `/users/merge`, to this API's URL (the stack's `ApiUrl` output) with a forwarder key as the bearer
-token. Every object is checked against Braze's rules before it is queued; invalid ones come back in
-Braze's own error shape, with a reason. Plus signed Stripe and Paddle webhooks, and the callback Braze
-calls when an export is ready.
+`/users/identify`, `/users/delete`, `/users/alias/new` and `/users/merge`, to this API's URL (the
+stack's `ApiUrl` output) with a forwarder key as the bearer token. Every object is checked against
+Braze's rules before it is queued; invalid ones come back in Braze's own error shape, with a reason.
+Deletes, aliases and merges keep their order against everything else accepted for the same user.
+Plus signed Stripe and Paddle webhooks, and the callback Braze calls when an export is ready.
 
 - **Errors** are JSON `{"type": "...", "reason": "..."}`: `type` is stable and machine-readable,
   `reason` one sentence that never repeats a secret or personal data. Each answer below lists the
@@ -542,7 +550,10 @@ def build(template_path: Path = TEMPLATE, servers: list[dict[str, Any]] | None =
         description=INFO_DESCRIPTION,
         servers=[Server(**server) for server in servers or default_servers()],
         tags=[
-            Tag(name="ingest", description="Braze's user-data endpoints (track, identify, delete, aliases, merge), checked and queued"),
+            Tag(
+                name="ingest",
+                description="Braze's user-data endpoints (track, identify, delete, aliases, merge), checked and queued",
+            ),
             Tag(name="webhooks", description="Signed payment webhooks (Stripe, Paddle) into purchases and events"),
             Tag(name="exports", description="Braze's export callback, into the data lake"),
         ],

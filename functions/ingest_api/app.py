@@ -65,8 +65,11 @@ def webhook(provider: str) -> Response[dict]:
 def not_found(_error: Exception) -> Response:
     return answers.json(
         404,
-        {"type": "not_found", "reason": "no such route; POST /users/track, /users/identify, /users/delete, /users/alias/new, "
-            "/users/merge or /webhooks/{provider}",},
+        {
+            "type": "not_found",
+            "reason": "no such route; POST /users/track, /users/identify, /users/delete, /users/alias/new, "
+            "/users/merge or /webhooks/{provider}",
+        },
     )
 
 

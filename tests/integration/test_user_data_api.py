@@ -4,7 +4,6 @@ handler → UserOrderTable and SQS (moto). docs/ordering.md, "At the API"."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -15,11 +14,12 @@ from braze_forwarder.user_order import fence_seconds, user_digest
 from local.braze_sandbox.users_alias import _alias_request
 from local.braze_sandbox.users_delete import _delete_request
 from local.braze_sandbox.users_merge import _merge_request
-from tests.integration.test_ingest_api import CLIENT_KEY, Reply, api  # noqa: F401  (the fixture)
+from tests.integration import test_ingest_api
 
 # Records are keyed by the day of their accept time; make test runs these on other days too.
 pytestmark = pytest.mark.clock
 
+api = test_ingest_api.api  # the ingest API's fixture, found here by its name
 FENCE = fence_seconds(3.05, 15.0)  # ORDER_FENCE_SECONDS' default: the sender's default timeouts
 
 
@@ -212,7 +212,10 @@ def test_a_store_slower_than_the_senders_look_back_is_503_and_nothing_is_queued(
 
     monkeypatch.setattr(user_data, "RECORD_WRITE_SECONDS", -1.0)  # every write is "too late"
 
-    reply = api("/users/merge", {"merge_updates": [{"identifier_to_merge": {"external_id": "a"}, "identifier_to_keep": {"external_id": "b"}}]})
+    reply = api(
+        "/users/merge",
+        {"merge_updates": [{"identifier_to_merge": {"external_id": "a"}, "identifier_to_keep": {"external_id": "b"}}]},
+    )
 
     assert reply.status == 503 and reply.body["type"] == "order_store_unavailable"
     assert sent == []
@@ -283,7 +286,10 @@ def test_alias_new_takes_only_user_aliases(api, aws_stack, sent):
 
 def test_a_merge_records_both_users_and_waits_behind_the_fence(api, aws_stack, sent):
     update = {
-        "identifier_to_merge": {"email": "old@example.com", "prioritization": ["unidentified", "most_recently_updated"]},
+        "identifier_to_merge": {
+            "email": "old@example.com",
+            "prioritization": ["unidentified", "most_recently_updated"],
+        },
         "identifier_to_keep": {"user_alias": {"alias_name": "n", "alias_label": "l"}},
     }
 
@@ -348,15 +354,42 @@ _SANDBOX = {
         ("/users/delete", {"user_aliases": [ALIAS]}),
         ("/users/delete", {"external_ids": ["user-1"], "braze_ids": ["b"]}),
         ("/users/delete", {"external_ids": [f"u{i}" for i in range(51)]}),
-        ("/users/delete", {"email_addresses": [{"email": "a@example.com", "prioritization": ["identified", "unidentified"]}]}),
+        (
+            "/users/delete",
+            {"email_addresses": [{"email": "a@example.com", "prioritization": ["identified", "unidentified"]}]},
+        ),
         ("/users/delete", {"external_ids": [""]}),
         ("/users/alias/new", {"user_aliases": [ALIAS, {**ALIAS, "external_id": "user-1"}]}),
         ("/users/alias/new", {"user_aliases": [{"alias_name": "n"}]}),
         ("/users/alias/new", {"user_aliases": [{**ALIAS, "alias_name": f"d{i}"} for i in range(51)]}),
-        ("/users/merge", {"merge_updates": [{"identifier_to_merge": {"external_id": "a"}, "identifier_to_keep": {"external_id": "b"}}]}),
-        ("/users/merge", {"merge_updates": [{"identifier_to_merge": {"phone": "+1555", "prioritization": ["identified"]}, "identifier_to_keep": {"external_id": "b"}}]}),
+        (
+            "/users/merge",
+            {
+                "merge_updates": [
+                    {"identifier_to_merge": {"external_id": "a"}, "identifier_to_keep": {"external_id": "b"}}
+                ]
+            },
+        ),
+        (
+            "/users/merge",
+            {
+                "merge_updates": [
+                    {
+                        "identifier_to_merge": {"phone": "+1555", "prioritization": ["identified"]},
+                        "identifier_to_keep": {"external_id": "b"},
+                    }
+                ]
+            },
+        ),
         ("/users/merge", {"merge_updates": [{"identifier_to_merge": {"external_id": "a"}}]}),
-        ("/users/merge", {"merge_updates": [{"identifier_to_merge": {"email": "a@example.com"}, "identifier_to_keep": {"external_id": "b"}}]}),
+        (
+            "/users/merge",
+            {
+                "merge_updates": [
+                    {"identifier_to_merge": {"email": "a@example.com"}, "identifier_to_keep": {"external_id": "b"}}
+                ]
+            },
+        ),
     ],
 )
 def test_the_api_accepts_what_brazes_sandbox_accepts_and_refuses_what_it_refuses(api, aws_stack, sent, path, body):

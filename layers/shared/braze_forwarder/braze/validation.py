@@ -1260,10 +1260,11 @@ _MERGE_SIDES = ("identifier_to_merge", "identifier_to_keep")
 _MERGE_IDENTIFIERS = ("external_id", "user_alias", "email", "phone")
 # Braze's own message for a merge update with other keys (its page's troubleshooting table).
 _MERGE_ONLY_TWO_KEYS = Problem(
-    "INVALID_MERGE_UPDATE", "'merge_updates' must only have 'identifier_to_merge' and 'identifier_to_keep'"
+    "INVALID_MERGE_UPDATE", "'merge_updates' must only have 'identifier_to_merge' and 'identifier_to_keep'."
 )
 _MERGE_INTO_ITSELF = Problem(
-    "MERGE_INTO_ITSELF", "identifier_to_merge and identifier_to_keep name the same user; a user cannot be merged into itself."
+    "MERGE_INTO_ITSELF",
+    "identifier_to_merge and identifier_to_keep name the same user; a user cannot be merged into itself.",
 )
 _BAD_MERGE_IDENTIFIER = {
     side: Problem(
