@@ -301,10 +301,18 @@ _DELETE_ARRAYS = ("external_ids", "user_aliases", "braze_ids", "email_addresses"
 
 
 def _one_identifier_type(schema: dict[str, Any]) -> None:
-    # One array per request (400 mixed_identifier_types), with at least one identifier in it.
+    # One array per request, with at least one identifier in it; the others absent or null (even an
+    # empty second array is a second type: 400 mixed_identifier_types).
     _no_null_defaults(schema)
     schema["oneOf"] = [
-        {"required": [array], "properties": {array: {"type": "array", "minItems": 1}}} for array in _DELETE_ARRAYS
+        {
+            "required": [array],
+            "properties": {
+                other: {"type": "array", "minItems": 1} if other == array else {"type": "null"}
+                for other in _DELETE_ARRAYS
+            },
+        }
+        for array in _DELETE_ARRAYS
     ]
 
 
