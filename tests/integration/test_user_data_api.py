@@ -221,6 +221,30 @@ def test_a_store_slower_than_the_senders_look_back_is_503_and_nothing_is_queued(
     assert sent == []
 
 
+def test_a_retry_after_a_partial_queue_failure_records_what_it_queues_with_its_own_accept_time(
+    api, aws_stack, sent, monkeypatch
+):
+    monkeypatch.setenv("MAX_MESSAGE_BYTES", str(16 * 1024))
+    ids = [f"{i:03d}-" + "x" * 900 for i in range(50)]  # about 46 KB: four messages
+    outage = test_ingest_api._queue_failing_after(monkeypatch, accepted_messages=1)
+
+    first = api("/users/delete", {"external_ids": ids}, headers={"idempotency-key": "gdpr-3"})
+    assert first.status == 503 and first.body["type"] == "queue_unavailable"
+    assert len(sent) == 1
+    outage["budget"] = 10**6  # SQS is back
+
+    again = api("/users/delete", {"external_ids": ids}, headers={"idempotency-key": "gdpr-3"})
+
+    assert again.status == 202 and again.body["deleted"] == 50
+    queued = envelopes(sent)
+    assert sorted(item.index for envelope in queued for item in envelope.items) == list(range(50))
+    assert len({envelope.accepted_at for envelope in queued}) == 2  # the first attempt's, and the retry's
+    tombstones = {(r["user"], r["accepted_at"]) for r in order_records(aws_stack)}
+    for envelope in queued:  # every queued delete has its tombstone, at the accept time it carries
+        for item in envelope.items:
+            assert (user_digest(("external_id", item.object)), envelope.accepted_at) in tombstones
+
+
 def test_the_fence_follows_order_fence_seconds(api, aws_stack, sent, monkeypatch):
     monkeypatch.setenv("ORDER_FENCE_SECONDS", "300")
 
