@@ -185,9 +185,10 @@ def run(rounds: int = ROUNDS) -> list[list[str]]:
         [sys.executable, "-m", "bench.coldstart", "--measure", str(rounds)],
         capture_output=True,
         text=True,
-        check=True,
         cwd=ROOT,
     )
+    if answer.returncode != 0:
+        raise RuntimeError(f"cold-start measurement failed: {answer.stderr[-3000:]}")
     return rows(json.loads(answer.stdout.strip().splitlines()[-1]))
 
 
