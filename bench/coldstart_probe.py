@@ -4,8 +4,8 @@
 interpreter is up; Lambda's own start-up is not ours) to the return of the first invocation:
 importing the handler module and answering the event, against the AWS and Braze stand-ins the
 environment points at. HANDLER `boto3` is the minimal function: import boto3, one SQS message.
-Prints the wall-clock and CPU seconds (this process, all its threads), then the answer's summary as JSON (bench/coldstart.py checks it is the
-representative answer, not an error).
+Prints the wall-clock and CPU seconds (this process, all its threads), then the answer's summary
+as JSON (bench/coldstart.py shows it, so an error cannot pass for a fast answer).
 """
 
 import time

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -141,7 +140,11 @@ def measure(rounds: int = ROUNDS, sender_batches: int = SENDER_BATCHES) -> dict[
             for keyed in (False, True):
                 # The first invocation of the process is the cold start, not counted.
                 paths = [
-                    _write(folder, f"track-{objects}-{keyed}-{i}", _track_event(stack, objects, f"key-{objects}-{i}" if keyed else None))
+                    _write(
+                        folder,
+                        f"track-{objects}-{keyed}-{i}",
+                        _track_event(stack, objects, f"key-{objects}-{i}" if keyed else None),
+                    )
                     for i in range(rounds + 1)
                 ]
                 runs = _warm("functions.ingest_api.app", paths, ingest_environment)[1:]
