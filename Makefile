@@ -13,6 +13,10 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 # Offline: no update check, no Prisma Cloud downloads (tests/infra/test_template.py runs it the same way).
 CHECKOV := env -u PYTHONPATH CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE \
 	$(CHECKOV_VENV)/bin/checkov --skip-download --framework cloudformation --quiet --compact
+# `make bench` runs on Lambda's Python (3.12) when it is installed (pyenv), in its own environment
+# with the same pinned dev dependencies; BENCH_PYTHON=python3 measures on the default Python instead.
+BENCH_PYTHON ?= $(or $(shell pyenv which python3.12 2>/dev/null),$(lastword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python)),$(shell command -v python3.12 2>/dev/null),$(PYTHON))
+BENCH_VENV := $(if $(filter 3.12%,$(shell $(BENCH_PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null)),.venv-312,$(VENV))
 # The shared layer's package is importable as Lambda finds it on /opt/python.
 export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)
 # make soak: full = 100,000 objects (the figures in docs/performance.md), small = the CI run (10,000).
@@ -55,8 +59,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-bench: $(STAMP) ## print the performance figures
-	$(PY) -m bench
+bench: $(BENCH_VENV)/.installed ## print the performance figures (on Python 3.12 when installed)
+	$(BENCH_VENV)/bin/python -m bench
+
+.venv-312/.installed: requirements-dev.txt layers/shared/requirements.txt pyproject.toml
+	$(BENCH_PYTHON) -m venv .venv-312
+	.venv-312/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	.venv-312/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
 
 soak: $(STAMP) ## Braze faults + sender kills, then lost/duplicates; SCALE=small for CI
 	$(PY) -m soak --scale $(SCALE) $(ARGS)
@@ -81,4 +91,4 @@ deploy: build ## sam deploy (first time: make deploy ARGS=--guided)
 	$(SAM) deploy $(ARGS)
 
 clean: ## remove the environments and build output
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam
+	rm -rf $(VENV) .venv-312 $(SAM_VENV) $(CHECKOV_VENV) .aws-sam

@@ -6,6 +6,7 @@ import sys
 from bench import (
     coldstart,
     common,  # noqa: F401  (sets the environment first)
+    cost,
     datapoints,
     exports,
     imports,
@@ -18,8 +19,9 @@ from bench import (
 
 
 def main() -> None:
-    # Lambda runs python3.12; Python-heavy figures (ingest, cold start) differ between versions.
-    print(f"Python {platform.python_version()} on {platform.machine()}, {sys.platform}")
+    # Lambda runs python3.12 (`make bench` picks it when installed); Python-heavy figures (ingest,
+    # cold start) differ between versions.
+    print(f"Python {platform.python_version()} ({sys.executable}) on {platform.machine()}, {sys.platform}")
     ingest.main()
     packing.main()
     datapoints.main()
@@ -27,6 +29,7 @@ def main() -> None:
     exports.main()
     imports.main()
     coldstart.main()
+    cost.main()
     latency.main()
     rate_budget.main()
 

@@ -7,7 +7,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from braze_forwarder.http_answers import JsonAnswers, RequestRejected
 from braze_forwarder.ingest.api import receive
 from braze_forwarder.ingest.service import Answer
-from braze_forwarder.ingest.webhooks.receiver import receive_webhook
 from braze_forwarder.observability import MetricUnit, logger, metrics, tracer
 
 # Also behind a Lambda function URL (FrontDoor=FunctionUrl): its events are payload format 2.0 too,
@@ -58,6 +57,10 @@ def users_merge() -> Response[dict]:
     "/webhooks/<provider>", operation_id="receiveWebhook", summary="A payment provider's webhook", tags=["webhooks"]
 )
 def webhook(provider: str) -> Response[dict]:
+    # Imported here: /users/track and /users/identify, nearly every request, never need the webhook
+    # modules, and their import was ~25 ms of CPU in every cold start (`make bench`).
+    from braze_forwarder.ingest.webhooks.receiver import receive_webhook
+
     return _respond(receive_webhook(app.current_event, provider, app.lambda_context), False)
 
 

@@ -12,6 +12,8 @@ import threading
 
 from aws_lambda_powertools.utilities import parameters
 
+from braze_forwarder import aws
+
 
 class ApiKey:
     """The Braze REST key, read through Powertools parameters (cached with a max age)."""
@@ -23,6 +25,7 @@ class ApiKey:
         self.generation = 0
 
     def value(self) -> tuple[str, int]:
+        aws.share_session_with_powertools()
         key = parameters.get_secret(self._secret_arn, max_age=self._max_age_seconds)
         return str(key).strip(), self.generation
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools.utilities import parameters
 
+from braze_forwarder import aws
 from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.observability import logger
 
@@ -81,6 +82,7 @@ def _match(digest: bytes, clients: tuple[ClientKey, ...]) -> str | None:
 
 
 def _client_keys(secret_arn: str, max_age_seconds: int, force_fetch: bool) -> tuple[ClientKey, ...]:
+    aws.share_session_with_powertools()
     try:
         document = parameters.get_secret(secret_arn, transform="json", max_age=max_age_seconds, force_fetch=force_fetch)
     except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError) as exc:
