@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.utilities import parameters
 
+from braze_forwarder import aws
 from braze_forwarder.config import WebhookSettings
 from braze_forwarder.observability import logger
 
@@ -125,6 +126,7 @@ def _service_account_key(settings: WebhookSettings) -> str:
     if not arn:
         logger.error("GOOGLE_PLAY_SERVICE_ACCOUNT_SECRET_ARN is not set: purchases cannot be looked up")
         raise LookupUnavailable("no service account is configured")
+    aws.share_session_with_powertools()
     try:
         value = parameters.get_secret(arn, max_age=settings.webhook_secrets_max_age_seconds)
     except parameters.exceptions.GetParameterError as exc:

@@ -16,6 +16,7 @@ import time
 
 from aws_lambda_powertools.utilities import parameters
 
+from braze_forwarder import aws
 from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.observability import logger
 
@@ -29,6 +30,7 @@ _last_refresh_on_miss: dict[str, float] = {}
 
 
 def secrets_for(provider: str, secret_arn: str, max_age_seconds: int, *, force_fetch: bool = False) -> tuple[str, ...]:
+    aws.share_session_with_powertools()
     try:
         document = parameters.get_secret(secret_arn, transform="json", max_age=max_age_seconds, force_fetch=force_fetch)
     except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError) as exc:
