@@ -96,7 +96,18 @@ class Findings:
 
     @property
     def passed(self) -> bool:
-        return self.drained and self.lost == 0 and self.unexplained == 0 and self.queued_twice == 0
+        return (
+            self.drained
+            and self.lost == 0
+            and self.unexplained == 0
+            and self.queued_twice == 0
+            and self.refused_by_server_errors == 0
+        )
+
+    @property
+    def refused_by_server_errors(self) -> int:
+        """Objects the API still answered with a 5xx after the client's retries: lost to their client."""
+        return sum(count for reason, count in self.rejected_at_ingest.items() if reason.startswith("5"))
 
     def to_json(self) -> dict[str, Any]:
         data = {name: value for name, value in vars(self).items()}

@@ -183,15 +183,15 @@ class _PartialQueue:
     def uninstall(self) -> None:
         self.queue.send_messages = self.real
 
-    def _send(self, queue_url: str, bodies: Any) -> None:
+    def _send(self, queue_url: str, bodies: Any, **options: Any) -> None:
         if len(bodies) < 2:
-            return self.real(queue_url, bodies)
+            return self.real(queue_url, bodies, **options)
         with self.lock:
             self.calls += 1
             hit = self.calls % self.EVERY == 0
         if not hit:
-            return self.real(queue_url, bodies)
-        self.real(queue_url, bodies[:1])
+            return self.real(queue_url, bodies, **options)
+        self.real(queue_url, bodies[:1], **options)
         with self.lock:
             self.failures += 1
             self.objects_queued += len(self.queue.decode(bodies[0]).items)

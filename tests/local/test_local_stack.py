@@ -234,7 +234,7 @@ def test_a_wrong_ingest_key_is_refused_and_queues_nothing(stack: LocalRun) -> No
 
 
 def test_an_unknown_route_gets_api_gateways_own_404(stack: LocalRun) -> None:
-    response = requests.post(stack.url("API \\(HTTP API\\)") + "/users/delete", data=b"{}", timeout=10)
+    response = requests.post(stack.url("API \\(HTTP API\\)") + "/users/alias/update", data=b"{}", timeout=10)
 
     assert response.status_code == 404
     assert response.json() == {"message": "Not Found"}

@@ -143,3 +143,16 @@ def test_lost_is_accepted_minus_delivered_minus_kept_and_the_dlq_counts_as_not_d
     assert (found.dlq_messages, found.dlq_objects) == (1, 1)
     assert not found.passed
     assert "lost" in render(found, "title", 3) and "FAIL" in render(found, "title", 3)
+
+
+def test_objects_the_api_still_answered_with_a_5xx_fail_the_soak_and_4xx_refusals_do_not() -> None:
+    """A 5xx the client's retries could not get past is an object lost to its client: a run where the
+    API failed every request must not pass because nothing was accepted to lose."""
+    refused_by_rules = judge([call(10.0, "a", "b")], [])
+    refused_by_rules.rejected_at_ingest.update({"400 INVALID_EVENT_NAME": 3})
+    assert refused_by_rules.passed
+
+    broken = judge([], [], accepted=())
+    broken.rejected_at_ingest.update({"500 internal_error": 5000})
+    assert broken.refused_by_server_errors == 5000
+    assert not broken.passed
