@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from local.app_store_ca import build_chain
 from local.braze_sandbox import BrazeSandbox, SandboxConfig, ScriptedResponse
 from tests.app_store_notifications import APP_ACCOUNT_TOKEN, ORIGINAL_TRANSACTION, notification_body, settings_for
-from tests.conftest import LambdaContextStub, load_event, use_function_environment, use_sender_environment
+from tests.conftest import use_function_environment
+from tests.store_delivery import deliver_after_a_failed_delivery, queued_messages
 from tests.webhook_signing import api_event
 
 pytestmark = pytest.mark.clock
@@ -49,33 +49,17 @@ def test_payments_under_apples_retries_and_braze_faults_arrive_once_each(aws_sta
         answers.append(json.loads(result["body"])["message"])
     assert answers == ["queued"] * 4 + ["duplicate"] * 4 + ["queued", "ignored", "queued"]
 
-    sqs = boto3.client("sqs")
-    messages = []
-    while batch := sqs.receive_message(QueueUrl=aws_stack.refs["EventsQueue"], MaxNumberOfMessages=10).get(
-        "Messages", []
-    ):
-        messages += batch
+    messages = queued_messages(aws_stack.refs["EventsQueue"])
     assert len(messages) == 6
 
-    use_sender_environment(monkeypatch, aws_stack, braze.url, BRAZE_KEY)
-    from functions.braze_sender import app as sender
-
-    sender.reset()
-    braze.script(
+    faults = [
         ScriptedResponse(status=500),
         ScriptedResponse(drop_connection=True),
         ScriptedResponse(status=503),
-    )
-    event = load_event("braze_sender_sqs.json")
-    template = event["Records"][0]
-    event["Records"] = [{**template, "messageId": m["MessageId"], "body": m["Body"]} for m in messages]
+    ]
     # Braze fails every attempt of the first delivery (500, a dropped connection, 503): each message is
     # failed back to SQS, which delivers it again.
-    first = sender.lambda_handler(event, LambdaContextStub(remaining_millis=60_000))
-    assert sorted(f["itemIdentifier"] for f in first["batchItemFailures"]) == sorted(m["MessageId"] for m in messages)
-    again = sender.lambda_handler(event, LambdaContextStub(remaining_millis=60_000))
-    assert again["batchItemFailures"] == []
-    sender.reset()
+    deliver_after_a_failed_delivery(monkeypatch, aws_stack, braze, BRAZE_KEY, messages, faults)
 
     user = braze.profile(APP_ACCOUNT_TOKEN)
     assert user is not None

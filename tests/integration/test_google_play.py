@@ -4,10 +4,10 @@ in moto."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -15,25 +15,24 @@ import pytest
 
 from braze_forwarder import queue
 from braze_forwarder.braze.validation import check_track_object
-from braze_forwarder.ingest.webhooks import google_oidc, google_play_api
+from braze_forwarder.ingest.webhooks import google_oidc
 from braze_forwarder.ingest.webhooks.base import MappingError
 from braze_forwarder.ingest.webhooks.google_play import SUBSCRIPTION_TYPES, google_money
-from local.google_play import PACKAGE_NAME, GoogleStandIn, _key_and_certificate
-from tests.conftest import use_function_environment
-from tests.webhook_signing import api_event
+from local.google_play import GoogleStandIn, _key_and_certificate
+from tests.google_play_notifications import (
+    ACCOUNT,
+    PRODUCT_TOKEN,
+    SUBSCRIPTION_TOKEN,
+    Reply,
+    notification,
+    subscription,
+    subscription_purchase,
+    use_google_stand_in,
+)
+from tests.google_play_notifications import push as push_notification
 
 # Tokens carry iat/exp checked against now; dedupe markers expire.
 pytestmark = pytest.mark.clock
-
-ACCOUNT = "braze-user-42"
-SUBSCRIPTION_TOKEN = "sub-token-" + "a" * 120
-PRODUCT_TOKEN = "product-token-" + "b" * 120
-
-
-@dataclass
-class Reply:
-    status: int
-    body: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -42,78 +41,10 @@ def google() -> Iterator[GoogleStandIn]:
         yield stand_in
 
 
-def subscription_purchase(order_id: str = "GPA.3301-2202-1103-44000", *, account: str | None = ACCOUNT) -> dict:
-    purchase: dict[str, Any] = {
-        "kind": "androidpublisher#subscriptionPurchaseV2",
-        "regionCode": "JP",
-        "startTime": "2026-11-22T07:30:00.000Z",
-        "subscriptionState": "SUBSCRIPTION_STATE_ACTIVE",
-        "latestOrderId": order_id,
-        "acknowledgementState": "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED",
-        "lineItems": [
-            {
-                "productId": "premium_monthly",
-                "expiryTime": "2026-12-22T07:30:00.000Z",
-                "latestSuccessfulOrderId": order_id,
-                "autoRenewingPlan": {
-                    "autoRenewEnabled": True,
-                    "recurringPrice": {"currencyCode": "JPY", "units": "1200", "nanos": 0},
-                },
-                "offerDetails": {"basePlanId": "monthly", "offerId": "intro"},
-            }
-        ],
-    }
-    if account:
-        purchase["externalAccountIdentifiers"] = {"obfuscatedExternalAccountId": account}
-    return purchase
-
-
 @pytest.fixture
 def push(aws_stack, monkeypatch, lambda_context, google) -> Callable[..., Reply]:
-    use_function_environment(monkeypatch, aws_stack, "IngestApiFunction", **google.environment())
-    boto3.client("secretsmanager").put_secret_value(
-        SecretId=aws_stack.refs["GooglePlayServiceAccountSecret"], SecretString=google.service_account_key()
-    )
-    google_oidc.GOOGLE_KEYS.reset()
-    google_play_api.reset()
-    google.subscriptions.clear()
-    google.products.clear()
-    google.orders.clear()
-    google.requests.clear()
-    google.fail_next(0)
-    google.subscriptions[SUBSCRIPTION_TOKEN] = subscription_purchase()
-    from functions.ingest_api import app
-
-    def post(
-        notification: dict[str, Any] | None = None,
-        *,
-        message_id: str = "9001",
-        token: str | None = None,
-        body: str | None = None,
-        authorization: str | None = None,
-    ) -> Reply:
-        text = body if body is not None else google.push_body(notification or {}, message_id)
-        event = api_event("google_play", text, None)
-        event["headers"]["authorization"] = authorization or f"Bearer {token or google.push_token()}"
-        result = app.lambda_handler(event, lambda_context)
-        return Reply(result["statusCode"], json.loads(result["body"]))
-
-    return post
-
-
-def notification(**kind: Any) -> dict[str, Any]:
-    return {"version": "1.0", "packageName": PACKAGE_NAME, "eventTimeMillis": "1795333129123", **kind}
-
-
-def subscription(number: int, token: str = SUBSCRIPTION_TOKEN) -> dict[str, Any]:
-    return notification(
-        subscriptionNotification={
-            "version": "1.0",
-            "notificationType": number,
-            "purchaseToken": token,
-            "subscriptionId": "premium_monthly",
-        }
-    )
+    use_google_stand_in(aws_stack, monkeypatch, google)
+    return functools.partial(push_notification, google, lambda_context)
 
 
 def queued(stack) -> list[tuple[str, dict[str, Any]]]:
