@@ -20,7 +20,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -377,15 +377,24 @@ class Stack:
             depths[logical_id] = {name: int(value) for name, value in attributes.items()}
         return depths
 
-    def wait_until_drained(self, timeout: float = 60.0, settle: float = 0.3) -> tuple[bool, int]:
-        """Wait until no event source has work now; return (drained, messages awaiting a retry)."""
+    def wait_until_drained(
+        self, timeout: float = 60.0, settle: float = 0.3, queues: Collection[str] | None = None
+    ) -> tuple[bool, int]:
+        """Wait until no event source has work now; return (drained, messages awaiting a retry).
+
+        `queues`: only the event sources of these queues (logical ids, e.g. "EventsQueue")."""
         sqs = self.client("sqs")
+        sources = [
+            source
+            for source in self.sqs_sources
+            if queues is None or any(source.queue_name.endswith(f"-{name}") for name in queues)
+        ]
         deadline = time.monotonic() + timeout
         quiet_since: float | None = None
         awaiting = 0
         while time.monotonic() < deadline:
             states = []
-            for source in self.sqs_sources:
+            for source in sources:
                 attributes = sqs.get_queue_attributes(
                     QueueUrl=source.queue_url,
                     AttributeNames=[

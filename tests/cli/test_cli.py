@@ -56,7 +56,11 @@ def track(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def drained(stack: Stack) -> None:
-    done, _ = stack.wait_until_drained(timeout=30)
+    # The queues these commands work on. The import queues are left out: S3's test event for the
+    # import bucket's notification, sent when the module's stack starts, is received by no poller
+    # and held invisible when the tests run a month or more after the stack began (moto's SQS in
+    # this process, under --clock=month-ends), so it would never count as drained.
+    done, _ = stack.wait_until_drained(timeout=30, queues=("EventsQueue", "CopyTasksQueue"))
     assert done
 
 
