@@ -43,6 +43,8 @@ _INGEST_MODULES = (
     "braze_forwarder.ingest.idempotency",
     "braze_forwarder.ingest.service",
 )
+# /users/delete, /users/alias/new, /users/merge: the same path, plus their rules and order records.
+_USER_DATA_MODULES = (*_INGEST_MODULES, "braze_forwarder.ingest.user_data")
 _WEBHOOK_MODULES = (
     "braze_forwarder.request_body",
     "braze_forwarder.ingest.webhooks.receiver",
@@ -76,6 +78,11 @@ WHEN: dict[str, str] = {
     "request_in_progress": "a request with the same Idempotency-Key is being processed right now",
     "payload_too_large": "the body is over MAX_BODY_BYTES (MaxBodyBytes, 4 MB by default)",
     "idempotency_key_reused": "the same Idempotency-Key with another body, within IDEMPOTENCY_TTL_SECONDS",
+    "mixed_identifier_types": "a /users/delete body names more than one identifier type (Braze takes one)",
+    "too_many_objects": "more than 50 identifiers, aliases or merge updates (Braze's limit per request)",
+    "order_store_unavailable": (
+        "the order records (tombstones, aliases, merges) could not be written in time: nothing was queued"
+    ),
     "queue_unavailable": "the queue did not take the whole request: retry it unchanged; nothing is queued twice",
     "idempotency_store_unavailable": "the idempotency store cannot be reached: nothing is confirmed",
     "internal_error": "a bug: the X-Correlation-Id finds it in the function's log",
@@ -123,6 +130,11 @@ WHEN: dict[str, str] = {
 }
 # A reason the code computes (an f-string) gets this example, checked against the code's pattern.
 REASON_EXAMPLES: dict[str, str] = {
+    "mixed_identifier_types": (
+        "only one of external_ids, user_aliases, braze_ids, email_addresses or phone_numbers can be included in a "
+        "single request; this one has external_ids, braze_ids"
+    ),
+    "too_many_objects": "a single request may not contain more than 50 identifiers; this one has 51",
     "empty_request": "the body has no objects; send at least one in attributes, events, purchases",
     "invalid_body": "'events' must be an array of objects",
     "unknown_field": "unknown top-level field 'event'; this endpoint takes attributes, events, purchases",
@@ -217,6 +229,44 @@ NO_VALID_OBJECTS_ANSWER = {
     "errors": [{**TRACK_SAMPLE_ANSWER["errors"][0], "index": 0}],  # type: ignore[dict-item]
 }
 IDENTIFY_SAMPLE_ANSWER = {"message": "success", "aliases_queued": 1, "errors": []}
+DELETE_SAMPLE_REQUEST = {
+    "external_ids": ["user-1001", ""],
+}
+DELETE_SAMPLE_ANSWER = {
+    "message": "success",
+    "deleted": 1,
+    "errors": [
+        {
+            "input_array": "external_ids",
+            "index": 1,
+            "type": "BAD_EXTERNAL_ID",
+            "reason": "external_id must be a non-empty string.",
+        }
+    ],
+}
+DELETE_EMAIL_REQUEST = {
+    "email_addresses": [{"email": "leaving@example.com", "prioritization": ["identified", "most_recently_updated"]}]
+}
+ALIAS_SAMPLE_REQUEST = {
+    "user_aliases": [
+        {"alias_name": "device-8c1f", "alias_label": "device_id"},
+        {"alias_name": "crm-77", "alias_label": "crm_id", "external_id": "user-1001"},
+    ]
+}
+ALIAS_SAMPLE_ANSWER = {"message": "success", "aliases_queued": 2, "errors": []}
+MERGE_SAMPLE_REQUEST = {
+    "merge_updates": [
+        {"identifier_to_merge": {"external_id": "old-user-1"}, "identifier_to_keep": {"external_id": "user-1001"}},
+        {
+            "identifier_to_merge": {
+                "email": "a@example.com",
+                "prioritization": ["unidentified", "most_recently_updated"],
+            },
+            "identifier_to_keep": {"user_alias": {"alias_name": "crm-77", "alias_label": "crm_id"}},
+        },
+    ]
+}
+MERGE_SAMPLE_ANSWER = {"message": "success", "merge_updates_queued": 2, "errors": []}
 WEBHOOK_QUEUED_ANSWER = {"message": "queued", "attributes_queued": 0, "events_queued": 0, "purchases_queued": 2}
 WEBHOOK_QUEUED_SAMPLE = "webhook_stripe_invoice_paid.json"
 
@@ -353,6 +403,70 @@ OPERATIONS: dict[str, OperationDoc] = {
         answer_headers=("X-Correlation-Id",),
         success_headers=("Idempotent-Replayed",),
     ),
+    "usersDelete": OperationDoc(
+        description=(
+            "Exactly Braze's `/users/delete` body: one identifier type per request, at most 50 identifiers. For "
+            "each valid identifier a tombstone is recorded before the answer, then the delete is queued behind the "
+            "ordering fence: nothing accepted before it reaches Braze after it, and what is accepted after it is "
+            "delivered after it (docs/ordering.md). Invalid identifiers are listed in `errors` and not deleted."
+        ),
+        success=202,
+        success_schema="DeleteAccepted",
+        success_examples=lambda: {"sample": {"summary": "the answer to the sample", "value": DELETE_SAMPLE_ANSWER}},
+        answered_by=("functions.ingest_api.app", *_USER_DATA_MODULES),
+        request_schema={"$ref": SCHEMAS + "DeleteRequest"},
+        request_examples=lambda: {
+            "sample": {
+                "summary": "two external ids, one invalid",
+                REFUSED: ["external_ids[1]"],
+                "value": DELETE_SAMPLE_REQUEST,
+            },
+            "email": {"summary": "by email address, with prioritization", "value": DELETE_EMAIL_REQUEST},
+        },
+        security=[{"ingestKey": []}],
+        parameters=_idempotency_key,
+        answer_headers=("X-Correlation-Id",),
+        success_headers=("Idempotent-Replayed",),
+    ),
+    "usersAliasNew": OperationDoc(
+        description=(
+            "Exactly Braze's `/users/alias/new` body: at most 50 aliases, each with or without an external_id. "
+            "Each alias is recorded before the answer, so objects accepted after it that use it reach Braze after "
+            "it (docs/ordering.md)."
+        ),
+        success=202,
+        success_schema="AliasNewAccepted",
+        success_examples=lambda: {"sample": {"summary": "the answer to the sample", "value": ALIAS_SAMPLE_ANSWER}},
+        answered_by=("functions.ingest_api.app", *_USER_DATA_MODULES),
+        request_schema={"$ref": SCHEMAS + "AliasNewRequest"},
+        request_examples=lambda: {
+            "sample": {"summary": "an alias-only user and an alias", "value": ALIAS_SAMPLE_REQUEST}
+        },
+        security=[{"ingestKey": []}],
+        parameters=_idempotency_key,
+        answer_headers=("X-Correlation-Id",),
+        success_headers=("Idempotent-Replayed",),
+    ),
+    "usersMerge": OperationDoc(
+        description=(
+            "Exactly Braze's `/users/merge` body: at most 50 merge updates of exactly identifier_to_merge and "
+            "identifier_to_keep (external_id, user_alias, or email or phone with prioritization; two different "
+            "users). Each merge is recorded before the answer and queued behind the ordering fence, after the "
+            "objects accepted before it (docs/ordering.md)."
+        ),
+        success=202,
+        success_schema="MergeAccepted",
+        success_examples=lambda: {"sample": {"summary": "the answer to the sample", "value": MERGE_SAMPLE_ANSWER}},
+        answered_by=("functions.ingest_api.app", *_USER_DATA_MODULES),
+        request_schema={"$ref": SCHEMAS + "MergeRequest"},
+        request_examples=lambda: {
+            "sample": {"summary": "by external id; by email into an alias", "value": MERGE_SAMPLE_REQUEST}
+        },
+        security=[{"ingestKey": []}],
+        parameters=_idempotency_key,
+        answer_headers=("X-Correlation-Id",),
+        success_headers=("Idempotent-Replayed",),
+    ),
     "receiveWebhook": OperationDoc(
         description=(
             "The provider's own webhook request (Stripe snapshot events, Paddle Billing notifications, App Store "
@@ -417,11 +531,12 @@ OPERATIONS: dict[str, OperationDoc] = {
 }
 
 INFO_DESCRIPTION = """\
-A Braze-compatible ingest API: send exactly what you send to Braze's `/users/track` and
-`/users/identify`, to this API's URL (the stack's `ApiUrl` output) with a forwarder key as the bearer
-token. Every object is checked against Braze's rules before it is queued; invalid ones come back in
-Braze's own error shape, with a reason. Plus signed Stripe and Paddle webhooks, and the callback Braze
-calls when an export is ready.
+A Braze-compatible ingest API: send exactly what you send to Braze's `/users/track`,
+`/users/identify`, `/users/delete`, `/users/alias/new` and `/users/merge`, to this API's URL (the
+stack's `ApiUrl` output) with a forwarder key as the bearer token. Every object is checked against
+Braze's rules before it is queued; invalid ones come back in Braze's own error shape, with a reason.
+Deletes, aliases and merges keep their order against everything else accepted for the same user.
+Plus signed Stripe and Paddle webhooks, and the callback Braze calls when an export is ready.
 
 - **Errors** are JSON `{"type": "...", "reason": "..."}`: `type` is stable and machine-readable,
   `reason` one sentence that never repeats a secret or personal data. Each answer below lists the
@@ -485,7 +600,10 @@ def build(template_path: Path = TEMPLATE, servers: list[dict[str, Any]] | None =
         description=INFO_DESCRIPTION,
         servers=[Server(**server) for server in servers or default_servers()],
         tags=[
-            Tag(name="ingest", description="Braze's /users/track and /users/identify, checked and queued"),
+            Tag(
+                name="ingest",
+                description="Braze's user-data endpoints (track, identify, delete, aliases, merge), checked and queued",
+            ),
             Tag(name="webhooks", description="Signed payment webhooks (Stripe, Paddle) into purchases and events"),
             Tag(name="exports", description="Braze's export callback, into the data lake"),
         ],

@@ -274,6 +274,121 @@ class IdentifyRequest(_Doc):
     )
 
 
+# -- /users/delete, /users/alias/new, /users/merge -------------------------------------------------
+
+_DELETE_PRIORITIZATION = Field(
+    description=(
+        "Which profile to delete when several have the address: distinct values from identified, unidentified, "
+        "most_recently_updated; at most one of identified and unidentified. Braze deletes nothing while more "
+        "than one profile still matches."
+    ),
+    min_length=1,
+    examples=[["identified", "most_recently_updated"]],
+)
+
+
+class EmailToDelete(_Doc):
+    email: str = Field(max_length=254, examples=["leaving@example.com"])
+    prioritization: list[Literal["identified", "unidentified", "most_recently_updated"]] = _DELETE_PRIORITIZATION
+
+
+class PhoneToDelete(_Doc):
+    phone: str = Field(min_length=1, examples=["+15555550100"])
+    prioritization: list[Literal["identified", "unidentified", "most_recently_updated"]] = _DELETE_PRIORITIZATION
+
+
+_DELETE_ARRAYS = ("external_ids", "user_aliases", "braze_ids", "email_addresses", "phone_numbers")
+
+
+def _one_identifier_type(schema: dict[str, Any]) -> None:
+    # One array per request, with at least one identifier in it; the others absent or null (even an
+    # empty second array is a second type: 400 mixed_identifier_types).
+    _no_null_defaults(schema)
+    schema["oneOf"] = [
+        {
+            "required": [array],
+            "properties": {
+                other: {"type": "array", "minItems": 1} if other == array else {"type": "null"}
+                for other in _DELETE_ARRAYS
+            },
+        }
+        for array in _DELETE_ARRAYS
+    ]
+
+
+class DeleteRequest(_Doc):
+    """Braze's /users/delete body: exactly one identifier type per request (400 mixed_identifier_types).
+    At most 50 identifiers per request (more is refused whole: 400 too_many_objects)."""
+
+    external_ids: list[str] | None = Field(None, max_length=50, examples=[["user-1001"]])
+    user_aliases: list[UserAlias] | None = Field(None, max_length=50)
+    braze_ids: list[str] | None = Field(None, max_length=50)
+    email_addresses: list[EmailToDelete] | None = Field(None, max_length=50)
+    phone_numbers: list[PhoneToDelete] | None = Field(None, max_length=50)
+    api_key: Any = Field(None, deprecated=True, description="Any JSON value, accepted and dropped, as on /users/track.")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_identifier_type)
+
+
+class AliasToCreate(_Doc):
+    """With external_id: the alias is added to that user. Without: a new alias-only user."""
+
+    alias_name: str = Field(min_length=1, max_length=_STRING, examples=["device-8c1f"])
+    alias_label: str = Field(min_length=1, max_length=_STRING, examples=["device_id"])
+    external_id: str = Field(None, min_length=1, description="At most 987 bytes of UTF-8.")
+
+
+class AliasNewRequest(_Doc):
+    """Braze's /users/alias/new body. At most 50 aliases per request (more is refused whole: 400
+    too_many_objects)."""
+
+    user_aliases: list[AliasToCreate] = Field(min_length=1, max_length=50)
+    api_key: Any = Field(None, deprecated=True, description="Any JSON value, accepted and dropped, as on /users/track.")
+
+
+class _MergeSide(_Doc):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=None)
+
+    external_id: str = Field(None, min_length=1)
+    user_alias: UserAlias = None
+    email: str = Field(None, max_length=254)
+    phone: str = Field(None, min_length=1)
+    prioritization: list[Literal["identified", "unidentified", "most_recently_updated", "least_recently_updated"]] = (
+        Field(None, min_length=1, description="Required with email or phone: which profile when several match.")
+    )
+
+
+def _one_merge_identifier(schema: dict[str, Any]) -> None:
+    _no_null_defaults(schema)
+    schema["oneOf"] = [
+        {"required": ["external_id"], "maxProperties": 1},
+        {"required": ["user_alias"], "maxProperties": 1},
+        {"required": ["email", "prioritization"], "maxProperties": 2},
+        {"required": ["phone", "prioritization"], "maxProperties": 2},
+    ]
+
+
+class MergeIdentifier(_MergeSide):
+    """Exactly one of external_id, user_alias, or email or phone with prioritization (BAD_MERGE_IDENTIFIER)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=_one_merge_identifier)
+
+
+class MergeUpdate(_Doc):
+    """Merge one user into another (two different users: MERGE_INTO_ITSELF otherwise)."""
+
+    identifier_to_merge: MergeIdentifier
+    identifier_to_keep: MergeIdentifier
+
+
+class MergeRequest(_Doc):
+    """Braze's /users/merge body. At most 50 merge updates per request (more is refused whole: 400
+    too_many_objects)."""
+
+    merge_updates: list[MergeUpdate] = Field(min_length=1, max_length=50)
+    api_key: Any = Field(None, deprecated=True, description="Any JSON value, accepted and dropped, as on /users/track.")
+
+
 # -- answers ----------------------------------------------------------------------------------------
 
 
@@ -309,6 +424,34 @@ class IdentifyAccepted(_Doc):
 
     message: Literal["success"]
     aliases_queued: int = Field(ge=0, description="Objects queued, across the three arrays.")
+    errors: list[ObjectError] = _ERRORS
+    errors_not_listed: int = _NOT_LISTED
+
+
+class DeleteAccepted(_Doc):
+    """The tombstones are written and the deletes queued: sent to Braze once the ordering fence has passed,
+    after everything accepted before them; nothing accepted before reaches Braze after them."""
+
+    message: Literal["success"]
+    deleted: int = Field(ge=0, description="Identifiers queued for deletion (Braze's own field and meaning).")
+    errors: list[ObjectError] = _ERRORS
+    errors_not_listed: int = _NOT_LISTED
+
+
+class AliasNewAccepted(_Doc):
+    """The aliases are queued (and recorded: objects accepted after them wait until Braze has them)."""
+
+    message: Literal["success"]
+    aliases_queued: int = Field(ge=0)
+    errors: list[ObjectError] = _ERRORS
+    errors_not_listed: int = _NOT_LISTED
+
+
+class MergeAccepted(_Doc):
+    """The merges are queued behind the ordering fence, after the objects accepted before them."""
+
+    message: Literal["success"]
+    merge_updates_queued: int = Field(ge=0)
     errors: list[ObjectError] = _ERRORS
     errors_not_listed: int = _NOT_LISTED
 
@@ -384,10 +527,20 @@ class GatewayMessage(_Doc):
     message: str = Field(examples=["Too Many Requests"])
 
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (TrackRequest, IdentifyRequest, ExportCallbackBody)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    TrackRequest,
+    IdentifyRequest,
+    DeleteRequest,
+    AliasNewRequest,
+    MergeRequest,
+    ExportCallbackBody,
+)
 ANSWER_MODELS: tuple[type[BaseModel], ...] = (
     TrackAccepted,
     IdentifyAccepted,
+    DeleteAccepted,
+    AliasNewAccepted,
+    MergeAccepted,
     NoValidObjects,
     Error,
     WebhookAnswer,

@@ -1,5 +1,5 @@
-"""IngestApiFunction: Braze-compatible /users/track and /users/identify, and signed payment webhooks,
-into the events queue."""
+"""IngestApiFunction: Braze-compatible /users/track, /users/identify, /users/delete, /users/alias/new and
+/users/merge, and signed payment webhooks, into the events queue."""
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -36,6 +36,23 @@ def users_identify() -> Response[dict]:
     return _respond(*receive(app.current_event, "identify", app.lambda_context))
 
 
+# Deletes and merges wait in the queue behind the ordering fence; their order records are written
+# before the answer (docs/ordering.md).
+@app.post("/users/delete", operation_id="usersDelete", summary="Delete users", tags=["ingest"])
+def users_delete() -> Response[dict]:
+    return _respond(*receive(app.current_event, "delete", app.lambda_context))
+
+
+@app.post("/users/alias/new", operation_id="usersAliasNew", summary="Create user aliases", tags=["ingest"])
+def users_alias_new() -> Response[dict]:
+    return _respond(*receive(app.current_event, "alias", app.lambda_context))
+
+
+@app.post("/users/merge", operation_id="usersMerge", summary="Merge users", tags=["ingest"])
+def users_merge() -> Response[dict]:
+    return _respond(*receive(app.current_event, "merge", app.lambda_context))
+
+
 # No bearer key: the provider's signature over the raw body is the authentication.
 @app.post(
     "/webhooks/<provider>", operation_id="receiveWebhook", summary="A payment provider's webhook", tags=["webhooks"]
@@ -48,7 +65,11 @@ def webhook(provider: str) -> Response[dict]:
 def not_found(_error: Exception) -> Response:
     return answers.json(
         404,
-        {"type": "not_found", "reason": "no such route; POST /users/track, /users/identify or /webhooks/{provider}"},
+        {
+            "type": "not_found",
+            "reason": "no such route; POST /users/track, /users/identify, /users/delete, /users/alias/new, "
+            "/users/merge or /webhooks/{provider}",
+        },
     )
 
 

@@ -56,6 +56,9 @@ REQUEST_EXAMPLES = [
     ("/users/track", "sample", 202, "sample"),
     ("/users/track", "no_valid_objects", 400, "no_valid_objects"),
     ("/users/identify", "sample", 202, "sample"),
+    ("/users/delete", "sample", 202, "sample"),
+    ("/users/alias/new", "sample", 202, "sample"),
+    ("/users/merge", "sample", 202, "sample"),
 ]
 # (status, error example, body, headers, key): a request that gets that error from /users/track.
 ERROR_REQUESTS = [

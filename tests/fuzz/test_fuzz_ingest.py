@@ -55,6 +55,25 @@ identify_bodies = st.fixed_dictionaries(
         for array in ("aliases_to_identify", "emails_to_identify", "phone_numbers_to_identify")
     },
 )
+prioritizations = st.one_of(
+    st.lists(st.sampled_from(["identified", "unidentified", "most_recently_updated", "least_recently_updated"])),
+    json_values,
+)
+user_data_items = st.one_of(
+    objects,
+    st.text(max_size=1100),
+    st.fixed_dictionaries({"alias_name": st.text(max_size=300), "alias_label": st.text(max_size=5)}),
+    st.fixed_dictionaries({"email": st.one_of(st.emails(), st.text(max_size=40)), "prioritization": prioritizations}),
+    st.fixed_dictionaries({"identifier_to_merge": objects, "identifier_to_keep": objects}),
+    json_values,
+)
+user_data_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        array: st.one_of(st.lists(user_data_items, max_size=55), json_values)
+        for array in ("external_ids", "user_aliases", "braze_ids", "email_addresses", "phone_numbers", "merge_updates")
+    },
+)
 raw_bodies = st.one_of(
     st.binary(max_size=2000),
     st.text(max_size=2000).map(str.encode),
@@ -105,10 +124,12 @@ def call(fuzz_stack, monkeypatch):
 
 
 def queued(stack) -> int:
-    attributes = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=stack.refs["EventsQueue"], AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"])
+    # Deletes and merges wait behind the ordering fence: delayed messages count as queued.
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
+    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=stack.refs["EventsQueue"], AttributeNames=names)[
+        "Attributes"
+    ]
+    return sum(int(attributes[name]) for name in names)
 
 
 def assert_well_formed(result: dict[str, Any], newly_queued: int) -> None:
@@ -145,7 +166,17 @@ def test_identify_bodies_of_any_shape(call, body):
 
 
 @FUZZ
-@given(body=raw_bodies, path=st.sampled_from(["/users/track", "/users/identify"]), as_base64=st.booleans())
+@given(body=user_data_bodies, path=st.sampled_from(["/users/delete", "/users/alias/new", "/users/merge"]))
+def test_delete_alias_and_merge_bodies_of_any_shape(call, body, path):
+    assert_well_formed(*call(path, json.dumps(body).encode(), as_base64=False))
+
+
+@FUZZ
+@given(
+    body=raw_bodies,
+    path=st.sampled_from(["/users/track", "/users/identify", "/users/delete", "/users/alias/new", "/users/merge"]),
+    as_base64=st.booleans(),
+)
 def test_raw_bytes_of_any_kind(call, body, path, as_base64):
     assert_well_formed(*call(path, body, as_base64=as_base64))
 

@@ -48,7 +48,12 @@ def client(api_url: str, key: str = KEY, **options: Any) -> BrazeClient:
 
 def identify(braze: BrazeClient, payload: dict[str, Any]) -> dict[str, Any]:
     """The client has no /users/identify method: its own request and answer handling, on that path."""
-    braze.request_url = braze.api_url + "/users/identify"
+    return post(braze, "/users/identify", payload)
+
+
+def post(braze: BrazeClient, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A path the client has no method for (identify, alias/new, merge), through its own request handling."""
+    braze.request_url = braze.api_url + path
     return braze._BrazeClient__create_request(payload)  # type: ignore[attr-defined]
 
 
@@ -73,6 +78,34 @@ def test_identify_succeeds_as_on_braze(api_url):
     alias = {"external_id": "user-2", "user_alias": {"alias_name": "device-1", "alias_label": "device_id"}}
     answer = identify(client(api_url), {"aliases_to_identify": [alias]})
     assert answer["success"] is True and answer["message"] == "success" and answer["aliases_queued"] == 1
+
+
+def test_the_clients_user_delete_succeeds_as_on_braze(api_url):
+    answer = client(api_url).user_delete(["user-1", "user-2"])
+    assert answer["success"] is True and answer["message"] == "success"
+    assert answer["status_code"] == 202 and answer["deleted"] == 2
+
+
+def test_a_delete_of_more_than_50_users_is_a_bad_request(api_url):
+    message, errors = refusal(lambda: client(api_url).user_delete([f"user-{i}" for i in range(51)]))
+    assert (message, errors) == ("Bad Request", [])
+
+
+def test_alias_new_and_merge_succeed_as_on_braze(api_url):
+    braze = client(api_url)
+    alias = {"alias_name": "device-1", "alias_label": "device_id", "external_id": "user-1"}
+    answer = post(braze, "/users/alias/new", {"user_aliases": [alias]})
+    assert answer["success"] is True and answer["aliases_queued"] == 1
+    update = {"identifier_to_merge": {"external_id": "old-1"}, "identifier_to_keep": {"external_id": "user-1"}}
+    answer = post(braze, "/users/merge", {"merge_updates": [update]})
+    assert answer["success"] is True and answer["merge_updates_queued"] == 1
+
+
+def test_a_merge_into_itself_is_listed_and_refused(api_url):
+    update = {"identifier_to_merge": {"external_id": "user-1"}, "identifier_to_keep": {"external_id": "user-1"}}
+    message, errors = refusal(lambda: post(client(api_url), "/users/merge", {"merge_updates": [update]}))
+    assert message == "Bad Request"
+    assert [(error["index"], error["type"]) for error in errors] == [(0, "MERGE_INTO_ITSELF")]
 
 
 def test_some_invalid_objects_are_listed_and_the_rest_accepted(api_url):

@@ -280,7 +280,7 @@ def test_bad_base64_or_non_utf8_is_400(api, aws_stack, raw_body, lambda_context)
 
 
 def test_unknown_route_is_404_json(api):
-    reply = api("/users/delete", {"external_ids": ["a"]})
+    reply = api("/users/export/ids", {"external_ids": ["a"]})
 
     assert reply.status == 404
     assert reply.body["type"] == "not_found"

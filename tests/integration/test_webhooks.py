@@ -123,6 +123,7 @@ def test_each_sample_event_is_verified_queued_once_and_valid_for_braze(hook, aws
     sample = load_event(name)
     provider = sample["pathParameters"]["provider"]
     body = body_of(sample)  # the exact bytes the provider signed
+    before = queue.utc_now_iso()
 
     reply = hook(provider, body)
 
@@ -137,6 +138,8 @@ def test_each_sample_event_is_verified_queued_once_and_valid_for_braze(hook, aws
             assert item.object["time"].startswith(("2026-11-22T07:38", "2026-11-22T07:39"))
     # The sender orders a user's values by the provider's event time, not by this (late) delivery.
     assert {i.object["time"] for i in envelope.items if i.array != "attributes"} == {envelope.received_at}
+    # Deletes, aliases and merges are ordered against it by when the forwarder accepted it: now.
+    assert before <= envelope.accepted_at <= queue.utc_now_iso()
     event_id = payload.get("id") or payload.get("event_id")
     assert dedupe_records(aws_stack)[f"webhook#{provider}#{event_id}"]["status"]["S"] == "COMPLETE"
 

@@ -65,6 +65,25 @@ def test_track_and_identify_are_routed_by_the_function(stack: Stack) -> None:
     assert answer.status_code == 202, answer.text
 
 
+def test_delete_alias_and_merge_are_routed_by_the_function(stack: Stack) -> None:
+    bodies = {
+        "/users/delete": ({"external_ids": ["furl-user-9"]}, "deleted"),
+        "/users/alias/new": ({"user_aliases": [{"alias_name": "a9", "alias_label": "b"}]}, "aliases_queued"),
+        "/users/merge": (
+            {
+                "merge_updates": [
+                    {"identifier_to_merge": {"external_id": "furl-old"}, "identifier_to_keep": {"external_id": "x"}}
+                ]
+            },
+            "merge_updates_queued",
+        ),
+    }
+    for path, (body, count) in bodies.items():
+        answer = post(stack, path, body, **bearer())
+        assert answer.status_code == 202, (path, answer.text)
+        assert answer.json()[count] == 1, path
+
+
 def test_a_missing_or_wrong_key_is_refused_by_the_function(stack: Stack) -> None:
     assert post(stack, "/users/track", TRACK, **{"Content-Type": "application/json"}).status_code == 401
     refused = post(stack, "/users/track", TRACK, **bearer("not-the-key"))

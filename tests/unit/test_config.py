@@ -3,12 +3,14 @@ the variable and what it must be."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
 from braze_forwarder.config import ConfigurationError, IngestSettings, SenderSettings
+from braze_forwarder.user_order import fence_seconds
 
 INGEST = {
     "EVENTS_QUEUE_URL": "https://sqs/q",
@@ -152,3 +154,11 @@ def test_an_invocation_that_counts_nothing_prints_no_powertools_warning() -> Non
     )
     assert "No application metrics" not in loaded.stderr
     assert "another warning" in loaded.stderr
+
+
+def test_the_ingest_fence_default_follows_the_senders_default_timeouts() -> None:
+    # The ingest function does not read the sender's Braze timeouts; its default is computed from theirs.
+    defaults = {cls: {f.name: f.default for f in dataclasses.fields(cls)} for cls in (IngestSettings, SenderSettings)}
+    sender = defaults[SenderSettings]
+    expected = fence_seconds(sender["braze_connect_timeout_seconds"], sender["braze_read_timeout_seconds"])
+    assert defaults[IngestSettings]["order_fence_seconds"] == expected == 56

@@ -92,7 +92,7 @@ def test_a_request_without_repeats_is_not_parsed_twice(monkeypatch, document):
         raise AssertionError("the strict parse ran: the colon count did not add up")
 
     monkeypatch.setattr(request_body, "parse_json", strict_parse)
-    monkeypatch.setattr(service.queue, "send_messages", lambda _url, _messages: None)
+    monkeypatch.setattr(service.queue, "send_messages", lambda _url, _messages, **_options: None)
 
     answer = service.accept(
         service.TRACK,

@@ -23,7 +23,10 @@ from braze_forwarder.braze.validation import (
     Limits,
     NestingTooDeep,
     Problem,
+    check_alias_object,
+    check_delete_identifier,
     check_identify_object,
+    check_merge_object,
     check_track_object,
 )
 
@@ -69,7 +72,14 @@ def identify(array: str, obj: Any, limits: Limits = DEFAULT_LIMITS) -> Problem |
     return check_identify_object(array, obj, encoded_size(obj), limits)
 
 
+# /users/delete, /users/alias/new and /users/merge share array names: their cases name the route too.
+USER_DATA_CHECKS = {"delete": check_delete_identifier, "alias": check_alias_object, "merge": check_merge_object}
+
+
 def check(array: str, obj: Any, limits: Limits = DEFAULT_LIMITS) -> Problem | None:
+    route, _, name = array.rpartition(":")
+    if route:
+        return USER_DATA_CHECKS[route](name, obj, len(json.dumps(obj)), limits)
     return (track if array in TRACK_ARRAYS else identify)(array, obj, limits)
 
 
@@ -1168,6 +1178,138 @@ def test_identify_invalid(case: Case) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# /users/delete, /users/alias/new, /users/merge
+# ---------------------------------------------------------------------------------------------------
+
+DELETE_EMAIL = {"email": "ada@lovelace.test", "prioritization": ["identified", "most_recently_updated"]}
+DELETE_PHONE = {"phone": "+15555555555", "prioritization": ["unidentified"]}
+ALIAS = {"alias_name": "device-secret-8c1f", "alias_label": "device_id"}
+KEEP = {"external_id": "user-kept-0001"}
+
+
+def merge(to_merge: Any, to_keep: Any = KEEP, **extra: Any) -> dict[str, Any]:
+    return {"identifier_to_merge": to_merge, "identifier_to_keep": to_keep, **extra}
+
+
+USER_DATA_VALID = [
+    valid("delete-external_id", "delete:external_ids", EXT),
+    valid("delete-braze_id", "delete:braze_ids", "5f0a1b2c3d"),
+    valid("delete-alias", "delete:user_aliases", ALIAS),
+    valid("delete-email", "delete:email_addresses", DELETE_EMAIL),
+    valid("delete-phone", "delete:phone_numbers", DELETE_PHONE),
+    valid("alias-only", "alias:user_aliases", ALIAS),
+    valid("alias-with-external_id", "alias:user_aliases", {**ALIAS, "external_id": EXT}),
+    valid("merge-external_ids", "merge:merge_updates", merge({"external_id": EXT})),
+    valid("merge-alias", "merge:merge_updates", merge({"user_alias": ALIAS})),
+    valid(
+        "merge-email-into-phone",
+        "merge:merge_updates",
+        merge(
+            {"email": "ada@lovelace.test", "prioritization": ["least_recently_updated"]},
+            {"phone": "+15555555555", "prioritization": ["identified"]},
+        ),
+    ),
+]
+USER_DATA_INVALID = [
+    invalid("delete-external_id-empty", "delete:external_ids", "", "BAD_EXTERNAL_ID"),
+    invalid("delete-external_id-object", "delete:external_ids", {"external_id": EXT}, "BAD_EXTERNAL_ID"),
+    invalid("delete-external_id-too-large", "delete:external_ids", "x" * 988, "EXTERNAL_USER_ID_TOO_LARGE"),
+    invalid("delete-braze_id-number", "delete:braze_ids", 7, "BAD_BRAZE_ID"),
+    invalid("delete-alias-missing-label", "delete:user_aliases", {"alias_name": "secret-name"}, "BAD_USER_ALIAS"),
+    invalid("delete-alias-string", "delete:user_aliases", "secret-alias", "INVALID_OBJECT"),
+    invalid("delete-email-string", "delete:email_addresses", "secret@lovelace.test", "INVALID_OBJECT"),
+    invalid(
+        "delete-email-no-prioritization", "delete:email_addresses", {"email": "ada@lovelace.test"}, "INVALID_OBJECT"
+    ),
+    invalid(
+        "delete-email-bad",
+        "delete:email_addresses",
+        {**DELETE_EMAIL, "email": "secret-not-email"},
+        "EMAIL_BAD_FORMAT",
+        "secret-not-email",
+    ),
+    invalid(
+        "delete-email-least-recently-updated",
+        "delete:email_addresses",
+        {**DELETE_EMAIL, "prioritization": ["least_recently_updated"]},
+        "BAD_PRIORITIZATION",
+    ),
+    invalid("delete-phone-empty", "delete:phone_numbers", {**DELETE_PHONE, "phone": ""}, "BAD_PHONE"),
+    invalid("delete-phone-extra", "delete:phone_numbers", {**DELETE_PHONE, "email": "a@b.test"}, "INVALID_OBJECT"),
+    invalid(
+        "delete-phone-both-identified",
+        "delete:phone_numbers",
+        {**DELETE_PHONE, "prioritization": ["identified", "unidentified"]},
+        "BAD_PRIORITIZATION",
+    ),
+    invalid("alias-list", "alias:user_aliases", [ALIAS], "INVALID_OBJECT"),
+    invalid("alias-missing-name", "alias:user_aliases", {"alias_label": "device_id"}, "BAD_USER_ALIAS"),
+    invalid("alias-long-name", "alias:user_aliases", {**ALIAS, "alias_name": "n" * 256}, "BAD_USER_ALIAS"),
+    invalid("alias-extra-field", "alias:user_aliases", {**ALIAS, "email": "secret@lovelace.test"}, "UNKNOWN_FIELD"),
+    invalid("alias-bad-external_id", "alias:user_aliases", {**ALIAS, "external_id": ""}, "BAD_EXTERNAL_ID"),
+    invalid("merge-string", "merge:merge_updates", "secret-merge", "INVALID_OBJECT"),
+    invalid("merge-extra-key", "merge:merge_updates", merge({"external_id": EXT}, note="x"), "INVALID_MERGE_UPDATE"),
+    invalid("merge-missing-keep", "merge:merge_updates", {"identifier_to_merge": KEEP}, "INVALID_MERGE_UPDATE"),
+    invalid("merge-braze_id", "merge:merge_updates", merge({"braze_id": "secret-braze"}), "BAD_MERGE_IDENTIFIER"),
+    invalid(
+        "merge-two-identifiers",
+        "merge:merge_updates",
+        merge({"external_id": EXT, "user_alias": ALIAS}),
+        "BAD_MERGE_IDENTIFIER",
+    ),
+    invalid(
+        "merge-email-no-prioritization",
+        "merge:merge_updates",
+        merge({"email": "secret@lovelace.test"}),
+        "BAD_MERGE_IDENTIFIER",
+    ),
+    invalid(
+        "merge-external_id-with-prioritization",
+        "merge:merge_updates",
+        merge({"external_id": EXT, "prioritization": ["identified"]}),
+        "BAD_MERGE_IDENTIFIER",
+    ),
+    invalid("merge-keep-not-object", "merge:merge_updates", merge({"external_id": EXT}, EXT), "BAD_MERGE_IDENTIFIER"),
+    invalid("merge-into-itself", "merge:merge_updates", merge(KEEP), "MERGE_INTO_ITSELF"),
+    invalid(
+        "merge-alias-into-itself",
+        "merge:merge_updates",
+        merge({"user_alias": ALIAS}, {"user_alias": ALIAS}),
+        "MERGE_INTO_ITSELF",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", USER_DATA_VALID)
+def test_user_data_valid(case: Case) -> None:
+    run_valid(case)
+
+
+@pytest.mark.parametrize("case", USER_DATA_INVALID)
+def test_user_data_invalid(case: Case) -> None:
+    run_invalid(case)
+
+
+def test_a_merge_reason_says_which_side_is_wrong() -> None:
+    problem = check("merge:merge_updates", merge({"external_id": EXT}, {"braze_id": "b"}))
+    assert problem is not None and problem.reason.startswith("identifier_to_keep ")
+
+
+@pytest.mark.parametrize(
+    ("array", "obj"),
+    [
+        pytest.param("delete:external_ids", [deep(40)], id="delete-external_id-list"),
+        pytest.param("delete:email_addresses", {**DELETE_EMAIL, "prioritization": deep(40)}, id="delete-email"),
+        pytest.param("alias:user_aliases", {"alias_name": deep(40)}, id="alias"),
+        pytest.param("merge:merge_updates", merge({"user_alias": deep(40)}), id="merge"),
+    ],
+)
+def test_deep_user_data_items_raise_even_when_they_have_another_problem(array: str, obj: Any) -> None:
+    with pytest.raises(NestingTooDeep):
+        check(array, obj)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Nesting depth
 # ---------------------------------------------------------------------------------------------------
 
@@ -1245,6 +1387,7 @@ ALL_CASES = [
     for table in (
         IDENTIFIER_VALID, IDENTIFIER_INVALID, RESERVED_VALID, RESERVED_INVALID, CUSTOM_VALID, CUSTOM_INVALID,
         EVENT_VALID, EVENT_INVALID, PURCHASE_VALID, PURCHASE_INVALID, IDENTIFY_VALID, IDENTIFY_INVALID,
+        USER_DATA_VALID, USER_DATA_INVALID,
     )
     for p in table
 ]  # fmt: skip

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from braze_forwarder import user_order
 from braze_forwarder.url_policy import DEFAULT_ALLOWED_HOSTS, check_callback_base_url, check_host_pattern
 
 KIB = 1024
@@ -239,6 +240,10 @@ class IngestSettings(Settings):
     max_json_depth: int = setting(default=32, ge=4, le=256)
     ingest_keys_max_age_seconds: int = setting(default=300, ge=0, le=3600)
     idempotency_ttl_seconds: int = setting(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+    # How long deletes and merges wait in the queue (docs/ordering.md, the fence): the sender's
+    # snapshot life and Braze timeouts, which this function does not read; default from the
+    # sender's defaults (3.05 s connect, 15 s read). SQS delays at most 900 s.
+    order_fence_seconds: int = setting(default=user_order.fence_seconds(3.05, 15.0), ge=10, le=900)
 
 
 @settings_class

@@ -1,4 +1,5 @@
-"""Checks each Braze /users/track and /users/identify object against Braze's documented rules.
+"""Checks each Braze /users/track, /users/identify, /users/delete, /users/alias/new and
+/users/merge item against Braze's documented rules.
 
 The ingest API answers an invalid object in Braze's own non-fatal error shape
 ``{input_array, index, type, reason}`` and never queues it, so one bad object neither reaches Braze
@@ -81,6 +82,16 @@ Events and purchases
 Identify
   BAD_PRIORITIZATION                prioritization is not a non-empty array of distinct known values
                                     with at most one of identified and unidentified
+Delete, alias, merge (check_delete_identifier, check_alias_object, check_merge_object)
+  INVALID_OBJECT                    an email_addresses / phone_numbers item is not exactly
+                                    {email|phone, prioritization}; BAD_EXTERNAL_ID, BAD_BRAZE_ID,
+                                    BAD_USER_ALIAS, EMAIL_BAD_FORMAT, BAD_PHONE, BAD_PRIORITIZATION as above
+  UNKNOWN_FIELD                     a user_aliases object has a key besides alias_name, alias_label, external_id
+  INVALID_MERGE_UPDATE              a merge update has keys other than identifier_to_merge and
+                                    identifier_to_keep (Braze's message)
+  BAD_MERGE_IDENTIFIER              a side is not exactly one of external_id, user_alias, or email /
+                                    phone with prioritization
+  MERGE_INTO_ITSELF                 both sides name the same user
 """
 
 import json
@@ -96,13 +107,19 @@ from braze_forwarder.braze.reference.languages import LANGUAGE_CODES
 from braze_forwarder.braze.reference.time_zones import TIME_ZONES
 
 __all__ = [
+    "ALIAS_ARRAYS",
     "DEFAULT_LIMITS",
+    "DELETE_ARRAYS",
     "IDENTIFY_ARRAYS",
+    "MERGE_ARRAYS",
     "TRACK_ARRAYS",
     "Limits",
     "NestingTooDeep",
     "Problem",
+    "check_alias_object",
+    "check_delete_identifier",
     "check_identify_object",
+    "check_merge_object",
     "check_track_object",
 ]
 
@@ -156,6 +173,10 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 TRACK_ARRAYS = ("attributes", "events", "purchases")
 IDENTIFY_ARRAYS = ("aliases_to_identify", "emails_to_identify", "phone_numbers_to_identify")
+# /users/delete takes exactly one of these per request; the other two routes one array each.
+DELETE_ARRAYS = ("external_ids", "user_aliases", "braze_ids", "email_addresses", "phone_numbers")
+ALIAS_ARRAYS = ("user_aliases",)
+MERGE_ARRAYS = ("merge_updates",)
 
 _MAX_STRING = 255
 _MAX_EXTERNAL_ID_BYTES = 987
@@ -1157,14 +1178,16 @@ _EMAIL_MISSING = Problem("MISSING_IDENTIFIER", "emails_to_identify objects need 
 _PHONE_MISSING = Problem("MISSING_IDENTIFIER", "phone_numbers_to_identify objects need both external_id and phone.")
 
 
-def _check_prioritization(value: object) -> Problem | None:
+def _check_prioritization(
+    value: object, allowed: frozenset[str] = _PRIORITIES, problem: Problem = _BAD_PRIORITIZATION
+) -> Problem | None:
     if type(value) is not list or not value:
-        return _BAD_PRIORITIZATION
+        return problem
     for item in value:
-        if type(item) is not str or item not in _PRIORITIES:
-            return _BAD_PRIORITIZATION
+        if type(item) is not str or item not in allowed:
+            return problem
     if len(set(value)) != len(value) or ("identified" in value and "unidentified" in value):
-        return _BAD_PRIORITIZATION
+        return problem
     return None
 
 
@@ -1207,6 +1230,154 @@ def _check_phone_to_identify(obj: dict) -> Problem | None:
     if type(phone) is not str or not phone:
         return _BAD_PHONE
     return _check_prioritization(obj.get("prioritization", _ABSENT))
+
+
+# ---------------------------------------------------------------------------------------------------
+# /users/delete, /users/alias/new, /users/merge (BRAZE_API.md §6)
+# ---------------------------------------------------------------------------------------------------
+
+# /users/delete documents three orders for an email or phone delete: no least_recently_updated.
+_DELETE_PRIORITIES = frozenset({"identified", "unidentified", "most_recently_updated"})
+_BAD_DELETE_PRIORITIZATION = Problem(
+    "BAD_PRIORITIZATION",
+    "prioritization is required: a non-empty array of distinct values from identified, unidentified and "
+    "most_recently_updated, with at most one of identified and unidentified.",
+)
+_DELETE_EMAIL_SHAPE = Problem(
+    "INVALID_OBJECT", "Each email_addresses item must be an object of exactly email and prioritization."
+)
+_DELETE_PHONE_SHAPE = Problem(
+    "INVALID_OBJECT", "Each phone_numbers item must be an object of exactly phone and prioritization."
+)
+_ALIAS_NEW_FIELDS = frozenset({"alias_name", "alias_label", "external_id"})
+_ALIAS_NEW_UNKNOWN_FIELD = Problem(
+    "UNKNOWN_FIELD", "user_aliases objects take only alias_name, alias_label and, optionally, external_id."
+)
+_ALIAS_NEW_BAD_ALIAS = Problem(
+    "BAD_USER_ALIAS", "alias_name and alias_label are required: non-empty strings of at most 255 characters."
+)
+_MERGE_SIDES = ("identifier_to_merge", "identifier_to_keep")
+_MERGE_IDENTIFIERS = ("external_id", "user_alias", "email", "phone")
+# Braze's own message for a merge update with other keys (its page's troubleshooting table).
+_MERGE_ONLY_TWO_KEYS = Problem(
+    "INVALID_MERGE_UPDATE", "'merge_updates' must only have 'identifier_to_merge' and 'identifier_to_keep'."
+)
+_MERGE_INTO_ITSELF = Problem(
+    "MERGE_INTO_ITSELF",
+    "identifier_to_merge and identifier_to_keep name the same user; a user cannot be merged into itself.",
+)
+_BAD_MERGE_IDENTIFIER = {
+    side: Problem(
+        "BAD_MERGE_IDENTIFIER",
+        f"{side} must be an object with exactly one of external_id (a string), user_alias (alias_name and "
+        "alias_label), email or phone (a string, with prioritization).",
+    )
+    for side in _MERGE_SIDES
+}
+
+
+def check_delete_identifier(
+    array: str, obj: object, encoded_size: int, limits: Limits = DEFAULT_LIMITS
+) -> Problem | None:
+    """First problem Braze would have with ``obj`` as an item of /users/delete's ``array``, or None.
+
+    external_ids and braze_ids hold strings; user_aliases {alias_name, alias_label}; email_addresses
+    and phone_numbers {email|phone, prioritization}. Same contract as check_track_object otherwise.
+    """
+    if array == "external_ids":
+        return _check_external_id(obj) if type(obj) is str else _deep_or(obj, _EXTERNAL_ID_NOT_STRING, limits)
+    if array == "braze_ids":
+        return _check_braze_id(obj) if type(obj) is str else _deep_or(obj, _BAD_BRAZE_ID, limits)
+    if array not in DELETE_ARRAYS:
+        raise ValueError(f"array must be one of {DELETE_ARRAYS}")
+    if type(obj) is not dict:
+        return _not_an_object(obj, limits)
+    if array == "user_aliases":
+        problem = _check_user_alias(obj)
+    elif array == "email_addresses":
+        if obj.keys() != {"email", "prioritization"}:
+            problem = _DELETE_EMAIL_SHAPE
+        elif not _is_email(obj["email"]):
+            problem = _BAD_EMAIL
+        else:
+            problem = _check_prioritization(obj["prioritization"], _DELETE_PRIORITIES, _BAD_DELETE_PRIORITIZATION)
+    elif obj.keys() != {"phone", "prioritization"}:
+        problem = _DELETE_PHONE_SHAPE
+    elif type(obj["phone"]) is not str or not obj["phone"]:
+        problem = _BAD_PHONE
+    else:
+        problem = _check_prioritization(obj["prioritization"], _DELETE_PRIORITIES, _BAD_DELETE_PRIORITIZATION)
+    return _deep_or(obj, problem, limits) if problem is not None else None
+
+
+def check_alias_object(array: str, obj: object, encoded_size: int, limits: Limits = DEFAULT_LIMITS) -> Problem | None:
+    """First problem Braze would have with ``obj`` as an item of /users/alias/new's user_aliases, or None."""
+    if array not in ALIAS_ARRAYS:
+        raise ValueError(f"array must be one of {ALIAS_ARRAYS}")
+    if type(obj) is not dict:
+        return _not_an_object(obj, limits)
+    problem: Problem | None
+    if not obj.keys() <= _ALIAS_NEW_FIELDS:
+        problem = _ALIAS_NEW_UNKNOWN_FIELD
+    elif not (_is_short_string(obj.get("alias_name")) and _is_short_string(obj.get("alias_label"))):
+        problem = _ALIAS_NEW_BAD_ALIAS
+    else:
+        problem = _check_external_id(obj["external_id"]) if "external_id" in obj else None
+    return _deep_or(obj, problem, limits) if problem is not None else None
+
+
+def check_merge_object(array: str, obj: object, encoded_size: int, limits: Limits = DEFAULT_LIMITS) -> Problem | None:
+    """First problem Braze would have with ``obj`` as an item of /users/merge's merge_updates, or None.
+
+    Beyond Braze's shape rules, a user merged into itself is refused: Braze documents no outcome for it.
+    """
+    if array not in MERGE_ARRAYS:
+        raise ValueError(f"array must be one of {MERGE_ARRAYS}")
+    if type(obj) is not dict:
+        return _not_an_object(obj, limits)
+    problem: Problem | None = None
+    if obj.keys() != set(_MERGE_SIDES):
+        problem = _MERGE_ONLY_TWO_KEYS
+    else:
+        for side in _MERGE_SIDES:
+            if not _is_merge_identifier(obj[side]):
+                problem = _BAD_MERGE_IDENTIFIER[side]
+                break
+        else:
+            if _merge_identity(obj["identifier_to_merge"]) == _merge_identity(obj["identifier_to_keep"]):
+                problem = _MERGE_INTO_ITSELF
+    return _deep_or(obj, problem, limits) if problem is not None else None
+
+
+def _is_merge_identifier(value: object) -> bool:
+    if type(value) is not dict:
+        return False
+    named = [name for name in _MERGE_IDENTIFIERS if name in value]
+    if len(named) != 1:
+        return False
+    name = named[0]
+    if name == "external_id":
+        return len(value) == 1 and _check_external_id(value[name]) is None
+    if name == "user_alias":
+        return len(value) == 1 and _check_user_alias(value[name]) is None
+    if value.keys() != {name, "prioritization"} or _check_prioritization(value["prioritization"]) is not None:
+        return False
+    return _is_email(value[name]) if name == "email" else type(value[name]) is str and bool(value[name])
+
+
+def _merge_identity(identifier: dict) -> tuple[str, object]:
+    name = next(name for name in _MERGE_IDENTIFIERS if name in identifier)
+    value = identifier[name]
+    if name == "user_alias":
+        return name, (value["alias_name"], value["alias_label"])
+    return name, value
+
+
+def _deep_or(value: object, problem: Problem, limits: Limits) -> Problem:
+    """The problem, unless the value nests too deep (NestingTooDeep wins, as everywhere)."""
+    if isinstance(value, dict | list):
+        _raise_if_too_deep(value, 0, limits.max_object_depth)
+    return problem
 
 
 # ---------------------------------------------------------------------------------------------------

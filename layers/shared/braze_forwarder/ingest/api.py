@@ -9,15 +9,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from braze_forwarder.config import IngestSettings, settings
 from braze_forwarder.http_answers import RequestRejected
-from braze_forwarder.ingest import auth, idempotency, partial
-from braze_forwarder.ingest.service import ROUTES, Answer, Retries, accept
+from braze_forwarder.ingest import auth, idempotency, partial, service, user_data
+from braze_forwarder.ingest.service import Answer, Retries, accept
 from braze_forwarder.observability import MetricUnit, logger, metrics
 from braze_forwarder.queue import Kind
 from braze_forwarder.request_body import parse_json_deferring_keys, read_body
+from braze_forwarder.user_order import OrderStore
+
+ROUTES = {**service.ROUTES, **user_data.ROUTES}
 
 
 def receive(event: APIGatewayProxyEventV2, kind: Kind, lambda_context: LambdaContext | None) -> tuple[Answer, bool]:
-    """Answer one /users/track or /users/identify request; return the answer and whether it is a replay."""
+    """Answer one Braze user-data request (track, identify, delete, alias, merge); return the answer and
+    whether it is a replay."""
     config = settings(IngestSettings)
     headers = event.headers  # Powertools matches names whatever their case; built on each access, so once
     try:
@@ -41,6 +45,11 @@ def receive(event: APIGatewayProxyEventV2, kind: Kind, lambda_context: LambdaCon
         data,
         config.idempotency_ttl_seconds if key is not None else partial.UNKEYED_WINDOW_SECONDS,
     )
+    ordering = (
+        user_data.Ordering(OrderStore(config.user_order_table), config.order_fence_seconds)
+        if route.order_records is not None
+        else None
+    )
 
     def compute() -> Answer:
         return accept(
@@ -52,6 +61,7 @@ def receive(event: APIGatewayProxyEventV2, kind: Kind, lambda_context: LambdaCon
             max_message_bytes=config.max_message_bytes,
             max_json_depth=config.max_json_depth,
             retries=retries,
+            ordering=ordering,
         )
 
     if key is None:

@@ -1,4 +1,5 @@
-"""Accepting a Braze-shaped /users/track or /users/identify body: validate, queue, answer like Braze.
+"""Accepting a Braze-shaped request body (/users/track, /users/identify, and through ingest.user_data
+/users/delete, /users/alias/new, /users/merge): validate, queue, answer like Braze.
 
 Valid objects are queued; invalid ones are answered in Braze's non-fatal error shape
 {input_array, index, type, reason} and never queued. An existing Braze integration therefore sees
@@ -8,9 +9,10 @@ the answers it already understands, only earlier and with a reason.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from braze_forwarder import queue
 from braze_forwarder.braze.validation import (
@@ -26,6 +28,7 @@ from braze_forwarder.http_answers import RequestRejected, braze_message
 from braze_forwarder.ingest import partial
 from braze_forwarder.observability import MetricUnit, logger, metrics, single_metric
 from braze_forwarder.request_body import DeferredKeysBody
+from braze_forwarder.user_order import OrderRecord
 
 # Answers (and the idempotency records that keep them) list at most this many errors; a request
 # with more invalid objects than this is a client bug, and the count says how many were left out.
@@ -40,6 +43,13 @@ class Route:
     arrays: tuple[str, ...]
     check: Callable[[str, object, int, Limits], Problem | None]
     counts: Callable[[dict[str, int]], dict[str, int]]
+    # Braze's rules on the request as a whole (its arrays are known lists): raises RequestRejected.
+    request_check: Callable[[dict[str, Any]], None] | None = None
+    # The order records an accepted item needs, (array, item, accepted_at) -> records; written
+    # before anything is queued (ingest.user_data).
+    order_records: Callable[[str, Any, str], list[OrderRecord]] | None = None
+    # Queued behind the ordering fence (Ordering.fence_seconds): deletes and merges.
+    fenced: bool = False
 
 
 TRACK = Route(
@@ -55,6 +65,15 @@ IDENTIFY = Route(
     counts=lambda queued: {"aliases_queued": sum(queued.values())},
 )
 ROUTES = {route.kind: route for route in (TRACK, IDENTIFY)}
+
+
+class Ordering(Protocol):
+    """Where a route's order records go (ingest.user_data.Ordering), and its fence."""
+
+    @property
+    def fence_seconds(self) -> int: ...
+
+    def write(self, records: Sequence[OrderRecord], accepted_monotonic: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +107,16 @@ def accept(
     max_message_bytes: int,
     max_json_depth: int,
     retries: Retries | None = None,
+    ordering: Ordering | None = None,
 ) -> Answer:
     """Validate every object of a parsed body, queue the valid ones and answer as Braze would.
 
     With `retries`, a request that repeats one whose queueing partly failed queues only the objects
-    that request did not; and a partial failure of this one is recorded for its own retry."""
+    that request did not; and a partial failure of this one is recorded for its own retry. A route
+    with order records needs `ordering`: the records of what is queued are written first, with the
+    accept time the envelopes carry."""
+    if route.order_records is not None and ordering is None:
+        raise ValueError(f"the {route.kind} route needs an order store")
     try:
         batches = _arrays_of(route, body.document)
     except RequestRejected:
@@ -150,6 +174,9 @@ def accept(
         if before:
             logger.info("a retry of a partly queued request: queueing the rest", extra={"queued_before": len(before)})
             items = [item for item in items if (item[0], item[1]) not in before]
+    accepted_at, accepted_monotonic = queue.utc_now_iso(), time.monotonic()
+    if route.order_records is not None and ordering is not None and items:
+        ordering.write(_order_records(route.order_records, batches, items, accepted_at), accepted_monotonic)
     spans: list[tuple[int, int]] | None = [] if retries is not None else None
     messages = (
         queue.build_messages(
@@ -158,13 +185,15 @@ def accept(
             source=client,
             correlation_id=correlation_id,
             max_message_bytes=max_message_bytes,
+            accepted_at=accepted_at,
             spans=spans,
         )
         if items
         else []
     )
+    delay_seconds = ordering.fence_seconds if route.fenced and ordering is not None else 0
     try:
-        queue.send_messages(queue_url, messages)
+        queue.send_messages(queue_url, messages, delay_seconds=delay_seconds)
     except queue.QueueUnavailable as exc:
         logger.error("queue refused messages", extra={"queued": exc.queued, "total": exc.total})
         if retries is not None and spans is not None and (exc.queued_positions or before):
@@ -187,6 +216,17 @@ def accept(
     return Answer(202, {"message": "success", **route.counts(queued), **listed})
 
 
+def _order_records(
+    records_of: Callable[[str, Any, str], list[OrderRecord]],
+    batches: list[tuple[str, list[Any]]],
+    items: list[queue.EncodedItem],
+    accepted_at: str,
+) -> list[OrderRecord]:
+    """The records of the items about to be queued, from the objects as the request had them."""
+    objects = dict(batches)
+    return [record for array, index, _ in items for record in records_of(array, objects[array][index], accepted_at)]
+
+
 def _arrays_of(route: Route, document: Any) -> list[tuple[str, list[Any]]]:
     expected = ", ".join(route.arrays)
     if type(document) is not dict:
@@ -207,6 +247,8 @@ def _arrays_of(route: Route, document: Any) -> list[tuple[str, list[Any]]]:
             batches.append((array, objects))
     if not batches:
         raise RequestRejected(400, "empty_request", f"the body has no objects; send at least one in {expected}")
+    if route.request_check is not None:
+        route.request_check(document)
     return batches
 
 
