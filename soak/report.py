@@ -38,6 +38,7 @@ object is explained, not lost.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections import Counter, defaultdict
@@ -164,6 +165,7 @@ class Findings:
 
     def to_json(self) -> dict[str, Any]:
         data = {name: value for name, value in vars(self).items()}
+        data["deletions"] = {**dataclasses.asdict(self.deletions), "kept_promises": self.deletions.kept_promises}
         data["passed"] = self.passed
         return json.loads(json.dumps(data, default=dict))
 
