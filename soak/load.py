@@ -8,8 +8,9 @@ of users is blocked in the Braze sandbox (Braze rejects them per object), and a 
 entirely invalid (400) or carry a wrong key (401).
 
 About 1 % of the users are deleted (POST /users/delete with their external_id) while their objects are
-in flight: one client sends a request of the user's objects, deletes the user as soon as it has the
-202, and sends more of the user's objects as soon as the delete has its 202 (a PlannedDeletion).
+in flight: a client of its own sends a request of the user's objects, deletes the user as soon as it
+has the 202, and sends more of the user's objects as soon as the delete has its 202 (a
+PlannedDeletion, handed to it when the load reaches it).
 The user's other objects come from the other clients as usual, before, during or after the delete.
 For every object and delete the client notes when it first sent the request and when the final 2xx
 came back: the report orders each deleted user's objects against the delete by these times.
@@ -17,6 +18,7 @@ came back: the report orders each deleted user's objects against the delete by t
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
@@ -37,8 +39,8 @@ INVALID_SHARE = 0.01  # objects the API refuses, with a reason
 ALL_INVALID_REQUEST_SHARE = 0.004  # requests with no valid object: 400
 WRONG_KEY_REQUEST_SHARE = 0.002  # requests with a key the API does not know: 401
 DELETED_USER_SHARE = 0.01  # users deleted while their objects are in flight
-# Deletions happen between these shares of the objects sent, so their fence (about 40 s in the soak)
-# passes while the load still runs.
+# Deletions start between these shares of the objects sent, early enough that their fence (about 40 s
+# in the soak) passes while the queue drains.
 DELETIONS_FROM, DELETIONS_TO = 0.05, 0.6
 OBJECTS_AROUND_DELETE = (1, 6)  # objects of the user sent right before and right after its delete
 ATTEMPTS = 6  # per request, on 429, 5xx and connection errors, with the same Idempotency-Key
@@ -130,10 +132,13 @@ def run_clients(
     timeout_seconds: float = 60.0,
 ) -> LoadResult:
     """Send every planned request from `clients` threads; return what the API accepted and refused.
+    Deletions go to a client of their own as the load reaches them: their requests (a delete is
+    slower to answer than a track request) would otherwise slow the load and let the queue empty.
     `on_progress` sees the result after every request (under the clients' lock: keep it short)."""
     result = LoadResult()
     lock = threading.Lock()
     started = time.monotonic()
+    deletions: queue.Queue[PlannedDeletion | None] = queue.Queue()
 
     def client() -> None:
         session = requests.Session()
@@ -143,11 +148,17 @@ def run_clients(
             if request is None:
                 break
             if isinstance(request, PlannedDeletion):
-                track(session, request.before)
-                delete(session, request.user)
-                track(session, request.after)
+                deletions.put(request)
             else:
                 track(session, request)
+        session.close()
+
+    def deleter() -> None:
+        session = requests.Session()
+        while (deletion := deletions.get()) is not None:
+            track(session, deletion.before)
+            delete(session, deletion.user)
+            track(session, deletion.after)
         session.close()
 
     def track(session: requests.Session, request: PlannedRequest) -> None:
@@ -170,10 +181,13 @@ def run_clients(
                 result.deletes_refused[user] = status
 
     threads = [threading.Thread(target=client, name=f"soak-client-{n}", daemon=True) for n in range(clients)]
-    for thread in threads:
+    deleting = threading.Thread(target=deleter, name="soak-deleter", daemon=True)
+    for thread in [*threads, deleting]:
         thread.start()
     for thread in threads:
         thread.join()
+    deletions.put(None)
+    deleting.join()
     result.seconds = time.monotonic() - started
     return result
 
