@@ -42,6 +42,7 @@ DELETED_USER_SHARE = 0.01  # users deleted while their objects are in flight
 # Deletions start between these shares of the objects sent, early enough that their fence (about 40 s
 # in the soak) passes while the queue drains.
 DELETIONS_FROM, DELETIONS_TO = 0.05, 0.6
+DELETIONS_WAIT_SECONDS = 30.0  # the longest the deletions wait for their start signal
 OBJECTS_AROUND_DELETE = (1, 6)  # objects of the user sent right before and right after its delete
 ATTEMPTS = 6  # per request, on 429, 5xx and connection errors, with the same Idempotency-Key
 EVENT_TIME = "2026-05-01T12:00:00Z"
@@ -94,27 +95,29 @@ def plan_requests(
     objects: int, seed: int, run_id: str, deleted_share: float = DELETED_USER_SHARE
 ) -> Iterator[PlannedRequest | PlannedDeletion]:
     """The requests that carry `objects` objects, the same for the same seed; `deleted_share` of the
-    users are deleted on the way (PlannedDeletion), spread between DELETIONS_FROM and DELETIONS_TO."""
+    users are deleted on the way (PlannedDeletion), due between DELETIONS_FROM and DELETIONS_TO of the
+    objects. A deletion's own objects come on top, drawn from a random source of their own: the other
+    requests are the same with or without deletions."""
     rng = random.Random(seed)
-    doomed = [f"soak-user-{n}" for n in rng.sample(range(USERS), round(USERS * deleted_share))]
+    deletions_rng = random.Random(f"{seed}-deletions")
+    doomed = [f"soak-user-{n}" for n in deletions_rng.sample(range(USERS), round(USERS * deleted_share))]
     spread = DELETIONS_TO - DELETIONS_FROM
     due = [int(objects * (DELETIONS_FROM + spread * n / len(doomed))) for n in range(len(doomed))]
     made = 0
     number = 0
+    around = 0  # objects of the deletions
     while made < objects:
-        if doomed and made >= due[0]:
+        while doomed and made >= due[0]:
             due.pop(0)
             user = doomed.pop(0)
-            around = []
+            sides = []
             for _ in range(2):
-                size = min(rng.randint(*OBJECTS_AROUND_DELETE), max(1, objects - made))
-                around.append(
-                    PlannedRequest(number, [_object(rng, f"{run_id}-{made + n:07d}", False, user) for n in range(size)])
-                )
-                made += size
+                size = deletions_rng.randint(*OBJECTS_AROUND_DELETE)
+                batch = [_object(deletions_rng, f"{run_id}-d{around + n:06d}", False, user) for n in range(size)]
+                sides.append(PlannedRequest(number, batch))
+                around += size
                 number += 1
-            yield PlannedDeletion(number, user, around[0], around[1])
-            continue
+            yield PlannedDeletion(number, user, sides[0], sides[1])
         size = min(_request_size(rng), objects - made)
         all_invalid = rng.random() < ALL_INVALID_REQUEST_SHARE
         batch = [_object(rng, f"{run_id}-{made + n:07d}", all_invalid) for n in range(size)]
@@ -130,10 +133,13 @@ def run_clients(
     clients: int,
     on_progress: Callable[[LoadResult], None] | None = None,
     timeout_seconds: float = 60.0,
+    deletions_may_start: threading.Event | None = None,
 ) -> LoadResult:
     """Send every planned request from `clients` threads; return what the API accepted and refused.
-    Deletions go to a client of their own as the load reaches them: their requests (a delete is
-    slower to answer than a track request) would otherwise slow the load and let the queue empty.
+    Deletions go to a client of their own as the load reaches them, once `deletions_may_start` is set
+    (or DELETIONS_WAIT_SECONDS have passed): their requests (a delete is slower to answer than a track
+    request) would otherwise slow the load, and their small messages (deletes, held objects) thin the
+    sender's batches, which the soak's outage needs full (soak/run.py).
     `on_progress` sees the result after every request (under the clients' lock: keep it short)."""
     result = LoadResult()
     lock = threading.Lock()
@@ -154,6 +160,8 @@ def run_clients(
         session.close()
 
     def deleter() -> None:
+        if deletions_may_start is not None:
+            deletions_may_start.wait(DELETIONS_WAIT_SECONDS)
         session = requests.Session()
         while (deletion := deletions.get()) is not None:
             track(session, deletion.before)

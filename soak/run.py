@@ -144,6 +144,7 @@ def run(options: SoakOptions, say: Any = print) -> Findings:
             plan_requests(options.objects, options.seed, run_id, options.deleted_share),
             options.clients,
             on_progress=outage.progress,
+            deletions_may_start=outage.over,
         )
         partial_queue.uninstall()
         seconds["load"] = time.monotonic() - loading
@@ -279,8 +280,11 @@ class _Outage:
         self._steady = 0.0
         self._refused_before = 0
         self._lock = threading.Lock()
+        self.over = threading.Event()  # the deletions start after it (soak/load.py)
         if options.outage:
             switch.listeners.append(self._on)
+        else:
+            self.over.set()
 
     def progress(self, load: LoadResult) -> None:
         self._sent = load.sent
@@ -298,6 +302,8 @@ class _Outage:
                 self.window.append(time.time())
                 if self._refused() == self._refused_before:
                     self.window.clear()  # it met no call: the next invocation, then
+                else:
+                    self.over.set()
 
     def _due(self, invocation: InvocationRecord) -> bool:
         return (
