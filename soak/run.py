@@ -10,7 +10,8 @@ Timing is shortened so a run fits in minutes, through settings a user has too:
 * deletions (soak/load.py): the API's ORDER_FENCE_SECONDS is user_order.fence_seconds of the
   sender's Braze timeouts, the least the sender needs (a shorter fence only sends deletes back to
   the queue for the rest of it), about 40 s instead of 56; ORDER_HOLD_DELAY_SECONDS is 2 (20 by
-  default), so objects held behind a delete follow it within seconds;
+  default), so objects held behind a delete follow it within seconds. The deletions start once the
+  Braze outage is over (_Outage.over);
 * the events queue's visibility timeout, set with SetQueueAttributes once the stack runs: the
   template makes it ten times SenderTimeoutSeconds, 300 s at least, which would hold a killed batch
   for five minutes. It stays above the longest a message can be held — the invocation that holds
