@@ -1,5 +1,7 @@
 """The demo `make run` plays once: replay events/ through the API, let the queue drain, run the
-scheduled functions, and print what happened.
+scheduled functions, and print what happened. Meanwhile a deletion plays out beside it (issue #17):
+a user's events are queued, the user is deleted, more events are queued, and the report proves from
+the sandbox's record that none of the first arrived after the delete and all of the others did.
 
 Which event files are replayed, and how, is a small registry (`REPLAYS`): a file-name pattern and
 a function that makes the recorded API Gateway event sendable again — the ingest samples get the
@@ -15,6 +17,7 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +30,12 @@ import requests
 from local.stack import EVENTS_DIR, Stack
 
 DRAIN_TIMEOUT_SECONDS = 60.0
+# The deletion: the delete waits behind the ordering fence (ORDER_FENCE_SECONDS, about a minute with
+# the sender's default Braze timeouts), then held events follow it.
+DELETION_USER = "demo-deleted-user"
+BEFORE_DELETE, AFTER_DELETE = "demo_queued_before_delete", "demo_queued_after_delete"
+EVENTS_BEFORE_DELETE, EVENTS_AFTER_DELETE = 3, 2
+DELETION_TIMEOUT_SECONDS = 180.0
 EXPORT_TIMEOUT_SECONDS = 30.0
 LAKE_BUCKET_VARIABLE = "LAKE_BUCKET"
 REJECTED_BUCKET_VARIABLE = "REJECTED_BUCKET"
@@ -132,15 +141,38 @@ class DemoResult:
     drain_seconds: float = 0.0
     awaiting_retry: int = 0
     scheduled: list[tuple[str, int | None, Any]] = field(default_factory=list)
+    deletion: Deletion | None = None
     lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Deletion:
+    """A user deleted with events queued on both sides of the delete, as the sandbox recorded it."""
+
+    user: str = DELETION_USER
+    statuses: list[int | None] = field(default_factory=list)  # the API's answers, in order
+    problem: str | None = None
+    seconds: float = 0.0
+    delete_reached_braze: bool = False
+    before_in_braze_before: int = 0  # pre-delete events the deleted profile had
+    before_in_braze_after: int = 0  # must be 0
+    after_in_braze_after: int = 0  # must be EVENTS_AFTER_DELETE
 
 
 def run_demo(stack: Stack, say: Callable[[str], None] = print) -> DemoResult:
     result = DemoResult()
+    deletion = Deletion()
+    deleting = None
+    if stack.sandbox is not None:  # a real workspace is not the demo's to delete users from
+        deleting = threading.Thread(target=_play_deletion, args=(stack, deletion), name="demo-deletion", daemon=True)
+        deleting.start()
     files = replayable_files(stack)
     say(f"Demo: replaying {len(files)} request{'s' if len(files) != 1 else ''} from events/ through the API")
     for path, replay in files:
         result.sent.append(_send(stack, path, replay))
+    if deleting is not None:  # its delete waits in the queue behind the fence: the drain would wait for it
+        deleting.join(DELETION_TIMEOUT_SECONDS + 30)
+        result.deletion = deletion
     started = time.monotonic()
     result.drained, result.awaiting_retry = stack.wait_until_drained(DRAIN_TIMEOUT_SECONDS)
     result.drain_seconds = time.monotonic() - started
@@ -206,6 +238,65 @@ def _send(stack: Stack, path: Path, replay: Replay) -> Sent:
     return Sent(path.name, request, response.status_code, answer)
 
 
+def _play_deletion(stack: Stack, deletion: Deletion) -> None:
+    """The user exists in Braze (an event delivered first); then events, the delete and more events
+    go through the API back to back; wait until Braze has the delete and the later events."""
+    assert stack.api is not None and stack.sandbox is not None
+    sandbox = stack.sandbox
+    started = time.monotonic()
+    deadline = started + DELETION_TIMEOUT_SECONDS
+    headers = {"Authorization": f"Bearer {stack.options.ingest_key}"}
+
+    def post(path: str, body: Any) -> bool:
+        assert stack.api is not None
+        try:
+            status: int | None = requests.post(stack.api.url + path, json=body, headers=headers, timeout=35).status_code
+        except requests.RequestException:
+            status = None
+        deletion.statuses.append(status)
+        return status == 202
+
+    def events(name: str, count: int) -> dict[str, Any]:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return {"events": [{"external_id": deletion.user, "name": name, "time": now} for _ in range(count)]}
+
+    def wait(done: Callable[[], bool]) -> bool:
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.25)
+        return True
+
+    if not post("/users/track", events("demo_signed_up", 1)) or not wait(lambda: bool(sandbox.history(deletion.user))):
+        deletion.problem = "the user's first event did not reach Braze"
+        return
+    queued = (
+        post("/users/track", events(BEFORE_DELETE, EVENTS_BEFORE_DELETE))
+        and post("/users/delete", {"external_ids": [deletion.user]})
+        and post("/users/track", events(AFTER_DELETE, EVENTS_AFTER_DELETE))
+    )
+    if not queued:
+        deletion.problem = f"the API did not accept every request: {deletion.statuses}"
+        return
+
+    def named(entries: list[dict[str, Any]] | None, name: str) -> int:
+        return sum(entry.get("op") == "event" and entry.get("name") == name for entry in entries or [])
+
+    def settled() -> bool:
+        deleted = [d for d in sandbox.deletions if d.get("identifier") == deletion.user]
+        deletion.delete_reached_braze = bool(deleted)
+        if deleted:
+            deletion.before_in_braze_before = named(deleted[-1].get("history"), BEFORE_DELETE)
+        since = sandbox.since_deletion(deletion.user)
+        deletion.before_in_braze_after = named(since, BEFORE_DELETE)
+        deletion.after_in_braze_after = named(since, AFTER_DELETE)
+        return deletion.after_in_braze_after >= EVENTS_AFTER_DELETE
+
+    if not wait(settled):
+        deletion.problem = f"not settled within {DELETION_TIMEOUT_SECONDS:.0f} s"
+    deletion.seconds = time.monotonic() - started
+
+
 def _invoke(stack: Stack, logical_id: str, event: Any) -> tuple[str, int | None, Any]:
     """Run a function through the Invoke API, as `aws lambda invoke` would."""
     assert stack.lambda_api is not None
@@ -233,6 +324,31 @@ def report(stack: Stack, result: DemoResult) -> list[str]:
     lines += _rejected_section(stack)
     lines += _profiles_section(stack)
     lines += _exports_section(stack, result)
+    lines += _deletion_section(result.deletion)
+    return lines
+
+
+def _deletion_section(deletion: Deletion | None) -> list[str]:
+    if deletion is None:
+        return []
+    lines = [
+        "",
+        f"Deletion: {deletion.user}: {EVENTS_BEFORE_DELETE} events queued, POST /users/delete, "
+        f"{EVENTS_AFTER_DELETE} events queued (back to back; answers {deletion.statuses})",
+    ]
+    if deletion.problem:
+        return [*lines, f"  NOT SHOWN: {deletion.problem}"]
+    dropped = EVENTS_BEFORE_DELETE - deletion.before_in_braze_before - deletion.before_in_braze_after
+    lines.append(
+        f"  the delete reached Braze after the fence; before it Braze had {deletion.before_in_braze_before} of the "
+        f"{EVENTS_BEFORE_DELETE} earlier events, the sender dropped {dropped} (DROPPED_AFTER_DELETE, above)"
+    )
+    kept = deletion.before_in_braze_after == 0 and deletion.after_in_braze_after == EVENTS_AFTER_DELETE
+    lines.append(
+        f"  → order {'kept' if kept else 'BROKEN'}: {deletion.before_in_braze_after} of the {EVENTS_BEFORE_DELETE} "
+        f"pre-delete events arrived after the delete, {deletion.after_in_braze_after} of {EVENTS_AFTER_DELETE} "
+        f"post-delete events did (sandbox since_deletion; {deletion.seconds:.1f} s)"
+    )
     return lines
 
 

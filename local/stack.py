@@ -54,6 +54,8 @@ INGEST_KEYS_SECRET_VARIABLE = "INGEST_KEYS_SECRET_ARN"  # noqa: S105 (a variable
 BRAZE_EXPORT_BUCKET_VARIABLE = "BRAZE_EXPORT_BUCKET"
 WEBHOOK_SECRETS_VARIABLE = "WEBHOOK_SECRETS_ARN"
 EXPORT_URL_LOOPBACK_VARIABLE = "EXPORT_URL_ALLOW_LOOPBACK"
+ORDER_HOLD_DELAY_VARIABLE = "ORDER_HOLD_DELAY_SECONDS"
+LOCAL_ORDER_HOLD_DELAY_SECONDS = 2
 GOOGLE_PLAY_KEY_SECRET_VARIABLE = "GOOGLE_PLAY_SERVICE_ACCOUNT_SECRET_ARN"  # noqa: S105 (a variable name)
 # The template's parameters that point the function at the Google stand-in (local/google_play.py).
 GOOGLE_PLAY_PARAMETERS = {
@@ -272,6 +274,7 @@ class Stack:
                 "(--parameter-overrides) instead"
             )
         environment.update(self._google_endpoints(environment))
+        environment.update(self._order_hold_delay(options.function_environment))
         environment.update(options.function_environment)
         environment.update(self._braze(environment))
         if self.sandbox is not None and environment.get(BRAZE_EXPORT_BUCKET_VARIABLE) == "":
@@ -482,6 +485,19 @@ class Stack:
             for parameter, variable in GOOGLE_PLAY_PARAMETERS.items()
             if parameter in known and parameter not in self.options.parameter_overrides
         }
+
+    def _order_hold_delay(self, given: dict[str, str]) -> dict[str, str]:
+        """Objects held behind a delete, alias or merge go back to the queue for ORDER_HOLD_DELAY_SECONDS
+        (20 s by default); locally 2 s, so they follow it within seconds (the demo's deletion). The
+        fence itself stays: the sender needs it for its Braze timeouts (docs/ordering.md)."""
+        if ORDER_HOLD_DELAY_VARIABLE in given:
+            return {}
+        self.notes.append(
+            f"{ORDER_HOLD_DELAY_VARIABLE}={LOCAL_ORDER_HOLD_DELAY_SECONDS}: objects held behind a delete, alias or "
+            "merge follow it within seconds (20 s by default); deletes and merges still wait ORDER_FENCE_SECONDS "
+            "(about a minute with the sender's default Braze timeouts) before they reach Braze"
+        )
+        return {ORDER_HOLD_DELAY_VARIABLE: str(LOCAL_ORDER_HOLD_DELAY_SECONDS)}
 
     def _google_endpoints(self, environment: dict[str, str]) -> dict[str, str]:
         """Google's key, token and API URLs of the stand-in, for the functions that read Google Play pushes."""

@@ -27,8 +27,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=(
             "Run the local stack with Braze faults (5 % 500, 5 % 429 in every header variant, 2 % timeouts and "
             "dropped connections) and the sender killed at random points; send objects from concurrent clients "
-            "through the API; wait until the queue is empty; print accepted, delivered, rejected, lost and "
-            "delivered twice. Exit code 1 if anything was lost or a duplicate has no explanation."
+            "through the API, deleting about 1 % of the users on the way; wait until the queue is empty; print "
+            "accepted, delivered, rejected, lost, delivered twice and each deleted user's objects against the delete. "
+            "Exit code 1 if anything was lost, a duplicate has no explanation or a delete's order was broken."
         ),
     )
     add = parser.add_argument
@@ -45,6 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"kill at POINT first, in order (repeatable; default: each of {', '.join(KILL_POINTS)} once)",
     )
     add("--no-outage", action="store_true", help="no Braze outage in the middle of an invocation")
+    add(
+        "--deleted-share",
+        type=float,
+        default=0.01,
+        metavar="SHARE",
+        help="share of the users deleted while their objects are in flight (default 0.01; 0: no deletes)",
+    )
     add(
         "--spare-from-receive",
         type=int,
@@ -83,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         forced_kills=list(KILL_POINTS) if args.force_kill is None else args.force_kill,
         spare_from_receive=args.spare_from_receive,
         outage=not args.no_outage,
+        deleted_share=args.deleted_share,
     )
     say(f"Soak ({args.scale}): {options.objects:,} objects, {options.clients} clients, seed {options.seed}; "
         f"function logs in {log_path}")  # fmt: skip

@@ -20,10 +20,25 @@ expected, or the run fails:
      the same SQS message although the invocation that sent it neither failed it nor died. A
      standard queue delivers at least once; AWS does this rarely, moto's server (whose receive is not
      atomic across threads) more often when two pollers receive at once.
+
+An object the sender held (accepted after its user's delete, the delete not yet in Braze) goes back
+to the queue in a new envelope of the sender's making (`resent`): not "queued twice". If the
+invocation that held it died before its ledger write, the message comes back and the object is held
+(or sent) again: (i), at the hold.
+
+Deleted users (soak/load.py): each of their objects is ordered against the delete by the client's
+times. *Before*: the client had the object's 2xx before it sent the delete; *after*: it sent the
+object after the delete's 202; otherwise the requests overlapped and the object is *overlapping*
+(reported, not judged). The delete reached Braze when the sandbox first processed a /users/delete
+naming the user. Promises: no object from before is delivered after it (the sender drops them:
+DROPPED_AFTER_DELETE report lines, without the object, matched to it by envelope id, array and
+index); every object from after is delivered, and after it; every delete reaches Braze. A dropped
+object is explained, not lost.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections import Counter, defaultdict
@@ -35,6 +50,9 @@ from soak.kills import KILL_POINTS, WINDOW_POINTS, InvocationRecord, KillSwitch
 from soak.load import LoadResult, soak_id
 
 TRACK_PATH = "/users/track"
+DELETE_PATH = "/users/delete"
+DROPPED_AFTER_DELETE = "DROPPED_AFTER_DELETE"
+HOLD_WINDOW = "after_hold_resend"  # (i) at the hold: re-sent to the queue, then killed before the ledger
 OBJECT_ARRAYS = ("events", "purchases")
 
 
@@ -43,6 +61,45 @@ class Delivery:
     time: float  # when Braze received the call
     answered: bool  # the sender heard a 2xx
     fault: str | None  # why it did not (the sandbox's fault name)
+
+
+@dataclass
+class DeletionFindings:
+    """The deleted users' objects against their delete (see the module's docstring)."""
+
+    users: int = 0  # deletes the API accepted (202)
+    refused_at_ingest: int = 0  # deletes that never got a 202
+    delivered: int = 0  # of `users`: deletes Braze processed
+    not_delivered: list[str] = field(default_factory=list)  # users whose delete never reached Braze
+    before: int = 0  # objects accepted before their user's delete
+    before_delivered_before: int = 0
+    before_dropped: int = 0
+    before_delivered_after: int = 0  # must be 0
+    late_examples: list[str] = field(default_factory=list)
+    after: int = 0  # objects sent after their user's delete was accepted
+    after_delivered_after: int = 0  # must be `after` less after_kept
+    after_kept: int = 0  # kept as rejected by Braze, as any object may be
+    after_delivered_before: int = 0  # must be 0
+    after_missing: int = 0  # must be 0
+    after_examples: list[str] = field(default_factory=list)
+    overlapping: int = 0  # requests overlapping the delete's: no order to keep
+    overlapping_delivered_after: int = 0
+    overlapping_dropped: int = 0
+    dropped_objects: int = 0  # distinct objects named by DROPPED_AFTER_DELETE report lines
+    dropped_lines: int = 0
+    dropped_unattributed: int = 0  # report lines naming no object the sender carried
+    dropped_unexpected: list[str] = field(default_factory=list)  # dropped, but not from before a delete
+
+    @property
+    def kept_promises(self) -> bool:
+        return (
+            self.before_delivered_after == 0
+            and self.after_delivered_before == 0
+            and self.after_missing == 0
+            and not self.not_delivered
+            and not self.dropped_unexpected
+            and self.dropped_unattributed == 0
+        )
 
 
 @dataclass
@@ -93,6 +150,8 @@ class Findings:
     ingest_partial_failures: int = 0  # requests answered 503 after part of them was queued (injected)
     ingest_objects_queued_before_503: int = 0
     queued_twice: int = 0  # objects found in more than one envelope: queued again by a retry
+    held_resent: int = 0  # objects the sender held and sent back to the queue (a delete not yet in Braze)
+    deletions: DeletionFindings = field(default_factory=lambda: DeletionFindings())
 
     @property
     def passed(self) -> bool:
@@ -102,6 +161,7 @@ class Findings:
             and self.unexplained == 0
             and self.queued_twice == 0
             and self.refused_by_server_errors == 0
+            and self.deletions.kept_promises
         )
 
     @property
@@ -111,6 +171,7 @@ class Findings:
 
     def to_json(self) -> dict[str, Any]:
         data = {name: value for name, value in vars(self).items()}
+        data["deletions"] = {**dataclasses.asdict(self.deletions), "kept_promises": self.deletions.kept_promises}
         data["passed"] = self.passed
         return json.loads(json.dumps(data, default=dict))
 
@@ -122,7 +183,9 @@ def analyse(
     kept: list[dict[str, Any]],
     dlq_bodies: list[str],
     switch: KillSwitch,
+    resent: frozenset[str] = frozenset(),
 ) -> Findings:
+    """Judge one run. `resent`: ids of the envelopes the sender sent back to the queue (held objects)."""
     found = Findings(objects_sent=load.sent, requests=load.requests, accepted=len(load.accepted))
     found.rejected_at_ingest = Counter(load.rejected.values())
     found.client_retries = {str(status): count for status, count in load.retried.items()}
@@ -134,19 +197,23 @@ def analyse(
         if identifier is not None:
             kept_ids[identifier] = str((record.get("reason") or {}).get("type"))
     found.rejection_records = len(kept)
-    found.dropped_after_delete = sum(
-        1 for record in kept if (record.get("reason") or {}).get("type") == "DROPPED_AFTER_DELETE"
-    )
+    drop_lines = [record for record in kept if (record.get("reason") or {}).get("type") == DROPPED_AFTER_DELETE]
+    found.dropped_after_delete = len(drop_lines)
     found.rejected_by_braze = Counter(kept_ids.values())
     in_dlq = _dlq_ids(dlq_bodies)
     found.dlq_messages, found.dlq_objects = len(dlq_bodies), len(in_dlq)
+    carriers = _carriers(switch.invocations)
+    dropped, unattributed = _dropped_ids(drop_lines, switch.invocations)
 
     delivered = {identifier for identifier in deliveries if identifier in load.accepted} - in_dlq
     found.delivered = len(delivered)
-    lost = sorted(load.accepted - delivered - (set(kept_ids) - in_dlq))
+    lost = sorted(load.accepted - delivered - (set(kept_ids) - in_dlq) - (dropped - in_dlq))
     found.lost, found.lost_examples = len(lost), lost[:10]
 
-    _explain_duplicates(found, deliveries, switch.invocations, switch.unanswered)
+    found.deletions = _judge_deletions(load, deliveries, _delete_times(braze_requests), dropped, set(kept_ids))
+    found.deletions.dropped_lines, found.deletions.dropped_unattributed = len(drop_lines), unattributed
+    found.held_resent = sum(any(c.envelope_id in resent for c in held) for held in carriers.values())
+    _explain_duplicates(found, deliveries, carriers, switch.unanswered, resent)
     _count_kills(found, switch)
     _count_braze(found, braze_requests, braze_stats)
     return found
@@ -166,6 +233,98 @@ def _deliveries(braze_requests: list[Any]) -> dict[str, list[Delivery]]:
                     found[identifier].append(Delivery(request.time, answered, request.fault))
     for times in found.values():
         times.sort(key=lambda delivery: delivery.time)
+    return found
+
+
+def _delete_times(braze_requests: list[Any]) -> dict[str, float]:
+    """When Braze first processed a delete of each external_id."""
+    found: dict[str, float] = {}
+    for request in braze_requests:
+        if request.path != DELETE_PATH or not request.processed or not isinstance(request.json, dict):
+            continue
+        for user in request.json.get("external_ids") or []:
+            if isinstance(user, str) and (user not in found or request.time < found[user]):
+                found[user] = request.time
+    return found
+
+
+def _dropped_ids(lines: list[dict[str, Any]], invocations: list[InvocationRecord]) -> tuple[set[str], int]:
+    """The objects the drop report lines name (by envelope id, array and index, in the messages the
+    sender received), and how many lines name none."""
+    from braze_forwarder import queue
+
+    wanted = {
+        (origin.get("envelope_id"), origin.get("array"), origin.get("index"))
+        for origin in (line.get("origin") or {} for line in lines)
+    }
+    named: dict[tuple[Any, Any, Any], str] = {}
+    for invocation in invocations:
+        for body in invocation.bodies:
+            try:
+                envelope = queue.decode(body)
+            except queue.EnvelopeError:
+                continue
+            for item in envelope.items:
+                identifier = soak_id(item.object)
+                if identifier is not None and (envelope.id, item.array, item.index) in wanted:
+                    named[(envelope.id, item.array, item.index)] = identifier
+    return set(named.values()), len(wanted - set(named))
+
+
+def _judge_deletions(
+    load: LoadResult,
+    deliveries: dict[str, list[Delivery]],
+    delete_times: dict[str, float],
+    dropped: set[str],
+    kept: set[str],
+) -> DeletionFindings:
+    found = DeletionFindings(users=len(load.deletes), refused_at_ingest=len(load.deletes_refused))
+    for user in sorted(load.deletes):
+        if user in delete_times:
+            found.delivered += 1
+        else:
+            found.not_delivered.append(user)
+    for identifier, user in sorted(load.users.items()):
+        delete = load.deletes.get(user)
+        span = load.spans.get(identifier)
+        if delete is None or span is None:
+            if identifier in dropped:
+                found.dropped_unexpected.append(identifier)  # its user was never deleted
+            continue
+        deleted_at = delete_times.get(user, float("inf"))
+        times = [delivery.time for delivery in deliveries.get(identifier, ())]
+        late = any(at > deleted_at for at in times)
+        if span.answered < delete.sent:
+            found.before += 1
+            if late:
+                found.before_delivered_after += 1
+                found.late_examples.append(identifier)
+            elif times:
+                found.before_delivered_before += 1
+            if identifier in dropped:
+                found.before_dropped += 1
+        elif span.sent > delete.answered:
+            found.after += 1
+            if identifier in dropped:
+                found.dropped_unexpected.append(identifier)
+            if any(at < deleted_at for at in times):
+                found.after_delivered_before += 1
+                found.after_examples.append(identifier)
+            elif times:
+                found.after_delivered_after += 1
+            elif identifier in kept:
+                found.after_kept += 1
+            else:
+                found.after_missing += 1
+                found.after_examples.append(identifier)
+        else:
+            found.overlapping += 1
+            found.overlapping_delivered_after += late
+            found.overlapping_dropped += identifier in dropped
+    found.dropped_objects = len(dropped)
+    found.late_examples = found.late_examples[:10]
+    found.after_examples = found.after_examples[:10]
+    found.dropped_unexpected = found.dropped_unexpected[:10] + (["..."] if len(found.dropped_unexpected) > 10 else [])
     return found
 
 
@@ -242,6 +401,19 @@ def _sqs_handed_out_again(carriers: Sequence[Carrier], delivery: Delivery, resen
     )
 
 
+def _held_then_killed(carriers: Sequence[Carrier], resent: frozenset[str], delivery: Delivery, again: Delivery) -> bool:
+    """The object went back to the queue twice or more (held), because an invocation that held it was
+    killed before its ledger write: its message came back and held (or sent) the object again."""
+    if not any(c.envelope_id in resent for c in carriers):
+        return False
+    killed = [c for c in carriers if c.kill_point is not None and not c.recorded and c.ended <= again.time]
+    return any(
+        other.envelope_id == dead.envelope_id and other.invocation > dead.invocation
+        for dead in killed
+        for other in carriers
+    )
+
+
 def _describe(carrier: Carrier) -> dict[str, Any]:
     described = {name: getattr(carrier, name) for name in Carrier.__slots__}
     described["started"], described["ended"] = round(carrier.started, 3), round(carrier.ended, 3)
@@ -251,18 +423,20 @@ def _describe(carrier: Carrier) -> dict[str, Any]:
 def _explain_duplicates(
     found: Findings,
     deliveries: dict[str, list[Delivery]],
-    invocations: list[InvocationRecord],
+    carriers: dict[str, list[Carrier]],
     unanswered: list[tuple[float, float, frozenset[str]]],
+    resent: frozenset[str] = frozenset(),
 ) -> None:
-    carriers = _carriers(invocations)
-    found.queued_twice = sum(len({c.envelope_id for c in held}) > 1 for held in carriers.values())
+    found.queued_twice = sum(
+        len({c.envelope_id for c in held if c.envelope_id not in resent}) > 1 for held in carriers.values()
+    )
     causing: set[int] = set()
     for identifier, times in deliveries.items():
         if len(times) < 2:
             continue
         found.delivered_twice += 1
         found.extra_deliveries += len(times) - 1
-        for delivery, resent in itertools.pairwise(times):  # each one was followed by another: why?
+        for delivery, again in itertools.pairwise(times):  # each one was followed by another: why?
             if not delivery.answered:
                 found.window_answer_lost[delivery.fault or "no answer"] += 1
                 continue
@@ -278,14 +452,17 @@ def _explain_duplicates(
                 for carrier in carriers.get(identifier, ())
                 if carrier.kill_point is not None
                 and not carrier.recorded
-                and carrier.started <= delivery.time <= carrier.ended <= resent.time
+                and carrier.started <= delivery.time <= carrier.ended <= again.time
             ]
             if inside:
                 found.window_kill[str(inside[0].kill_point)] += 1
                 causing.add(inside[0].invocation)
                 continue
-            if _sqs_handed_out_again(carriers.get(identifier, ()), delivery, resent):
+            if _sqs_handed_out_again(carriers.get(identifier, ()), delivery, again):
                 found.window_sqs_again += 1
+                continue
+            if _held_then_killed(carriers.get(identifier, ()), resent, delivery, again):
+                found.window_kill[HOLD_WINDOW] += 1
                 continue
             found.unexplained += 1
             if len(found.unexplained_examples) < 10:
@@ -356,6 +533,7 @@ def render(found: Findings, title: str, spare_from_receive: int) -> str:
         return f"  {label:<24}{value:>9}   {detail}".rstrip()
 
     seconds = found.seconds
+    deleted = found.deletions
     lost_detail = ""
     if found.lost_examples:
         lost_detail = f"e.g. {', '.join(found.lost_examples[:3])}"
@@ -386,7 +564,11 @@ def render(found: Findings, title: str, spare_from_receive: int) -> str:
             n(sum(found.rejected_by_braze.values())),
             f"{reasons(found.rejected_by_braze)}; kept in S3 ({n(found.rejection_records)} records)",
         ),
-        row("dropped after delete", n(found.dropped_after_delete), "accepted before their user's delete, never sent"),
+        row(
+            "dropped after delete",
+            n(deleted.dropped_objects),
+            f"objects accepted before their user's delete, never sent ({n(found.dropped_after_delete)} report lines)",
+        ),
         row("lost", n(found.lost), lost_detail),
         row("delivered twice", n(found.delivered_twice), f"objects ({n(found.extra_deliveries)} extra deliveries)"),
         row(
@@ -412,6 +594,43 @@ def render(found: Findings, title: str, spare_from_receive: int) -> str:
             "then retried",
         ),
         row("  queued twice", n(found.queued_twice), "objects in more than one envelope (a retry queued them again)"),
+        row(
+            "  held, re-queued",
+            n(found.held_resent),
+            "objects sent after their user's delete, held until it reached Braze (not queued twice)",
+        ),
+        row(
+            "deleted users",
+            n(deleted.users),
+            f"deletes accepted (refused at ingest {n(deleted.refused_at_ingest)}); reached Braze "
+            f"{n(deleted.delivered)}, never {n(len(deleted.not_delivered))}"
+            + (f" e.g. {', '.join(deleted.not_delivered[:3])}" if deleted.not_delivered else ""),
+        ),
+        row(
+            "  accepted before",
+            n(deleted.before),
+            f"delivered AFTER the delete {n(deleted.before_delivered_after)} (must be 0)"
+            + (f" e.g. {', '.join(deleted.late_examples[:3])}" if deleted.late_examples else "")
+            + f"; delivered before it {n(deleted.before_delivered_before)}; dropped {n(deleted.before_dropped)}",
+        ),
+        row(
+            "  sent after",
+            n(deleted.after),
+            f"delivered after the delete {n(deleted.after_delivered_after)}, kept by Braze {n(deleted.after_kept)}; "
+            f"before it {n(deleted.after_delivered_before)}, missing {n(deleted.after_missing)} (both must be 0)"
+            + (f" e.g. {', '.join(deleted.after_examples[:3])}" if deleted.after_examples else ""),
+        ),
+        row(
+            "  overlapping",
+            n(deleted.overlapping),
+            "request overlapped the delete's, not judged: delivered after it "
+            f"{n(deleted.overlapping_delivered_after)}, dropped {n(deleted.overlapping_dropped)}",
+        ),
+        row(
+            "  drops unexplained",
+            n(len(deleted.dropped_unexpected) + deleted.dropped_unattributed),
+            "dropped objects not accepted before a delete, or report lines naming no object (must be 0)",
+        ),
         row("kills", n(sum(found.kills.values())), reasons(found.kills)),
         row(
             "  in the window",

@@ -7,6 +7,11 @@ Timing is shortened so a run fits in minutes, through settings a user has too:
 * the sender's environment: one-second Braze timeouts (the sandbox stalls its timeout fault for
   two, so the sender gives up first) and a TIME_RESERVE_SECONDS that leaves each invocation
   `budget` seconds to call Braze;
+* deletions (soak/load.py): the API's ORDER_FENCE_SECONDS is user_order.fence_seconds of the
+  sender's Braze timeouts, the least the sender needs (a shorter fence only sends deletes back to
+  the queue for the rest of it), about 40 s instead of 56; ORDER_HOLD_DELAY_SECONDS is 2 (20 by
+  default), so objects held behind a delete follow it within seconds. The deletions start once the
+  Braze outage is over (_Outage.over);
 * the events queue's visibility timeout, set with SetQueueAttributes once the stack runs: the
   template makes it ten times SenderTimeoutSeconds, 300 s at least, which would hold a killed batch
   for five minutes. It stays above the longest a message can be held — the invocation that holds
@@ -15,9 +20,9 @@ Timing is shortened so a run fits in minutes, through settings a user has too:
   still works on it: that would be a duplicate of the soak's making, and it would show as one
   that no window explains.
 
-The ingest API meets a queue that fails part of a request (_PartialQueue): every third request
-that needs several messages gets its first one queued and the rest refused, so the API answers 503
-and the client retries. Messages are 16 KiB here (MAX_MESSAGE_BYTES' minimum), so requests of more
+The ingest API meets a queue that fails part of a request (_PartialQueue): every third /users/track
+request that needs several messages gets its first one queued and the rest refused, so the API
+answers 503 and the client retries. Messages are 16 KiB here (MAX_MESSAGE_BYTES' minimum), so requests of more
 than about 60 objects need several. The report counts objects queued twice: it must be none.
 
 Besides the steady faults, Braze has one outage, in the middle of one invocation (see _Outage). The
@@ -35,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from soak.kills import KILL_POINTS, OBJECTS_PER_CALL, InvocationRecord, KillPlan, KillSwitch
-from soak.load import BLOCKED_USERS, LoadResult, plan_requests, run_clients
+from soak.load import BLOCKED_USERS, DELETED_USER_SHARE, LoadResult, plan_requests, run_clients
 from soak.report import Findings, analyse
 
 SENDER = "BrazeSenderFunction"
@@ -44,6 +49,7 @@ EVENTS_DLQ = "EventsDLQ"
 REJECTED_BUCKET = "RejectedObjectsBucket"
 SENDER_TIMEOUT_SECONDS = 30  # the template's minimum
 BRAZE_TIMEOUT_SECONDS = 1.0
+ORDER_HOLD_DELAY_SECONDS = 2
 SANDBOX_STALL_SECONDS = 2.0  # longer than the sender's read timeout: it gives up, Braze did the work
 OUTAGE_AT = 0.4  # of the objects sent
 
@@ -67,15 +73,19 @@ class SoakOptions:
     drop_after_processing_rate: float = 0.005
     outage: bool = True
     drain_timeout_seconds: float = 600.0
+    deleted_share: float = DELETED_USER_SHARE  # of the users, deleted while their objects are in flight
 
 
 def stack_options(options: SoakOptions) -> Any:
+    from braze_forwarder.user_order import fence_seconds
     from local.stack import StackOptions
 
     environment = {
         "BRAZE_CONNECT_TIMEOUT_SECONDS": str(BRAZE_TIMEOUT_SECONDS),
         "BRAZE_READ_TIMEOUT_SECONDS": str(BRAZE_TIMEOUT_SECONDS),
         "TIME_RESERVE_SECONDS": str(SENDER_TIMEOUT_SECONDS - options.budget_seconds),
+        "ORDER_FENCE_SECONDS": str(fence_seconds(BRAZE_TIMEOUT_SECONDS, BRAZE_TIMEOUT_SECONDS)),
+        "ORDER_HOLD_DELAY_SECONDS": str(ORDER_HOLD_DELAY_SECONDS),
     }
     return StackOptions(
         api_port=0,
@@ -125,14 +135,17 @@ def run(options: SoakOptions, say: Any = print) -> Findings:
         assert stack.api is not None
         run_id = uuid.uuid4().hex[:8]
         outage = _Outage(stack, options, switch)
+        resends = _Resends()
+        resends.install()
         partial_queue = _PartialQueue()
         partial_queue.install()
         load = run_clients(
             stack.api.url,
             stack.options.ingest_key,
-            plan_requests(options.objects, options.seed, run_id),
+            plan_requests(options.objects, options.seed, run_id, options.deleted_share),
             options.clients,
             on_progress=outage.progress,
+            deletions_may_start=outage.over,
         )
         partial_queue.uninstall()
         seconds["load"] = time.monotonic() - loading
@@ -141,7 +154,8 @@ def run(options: SoakOptions, say: Any = print) -> Findings:
         draining = time.monotonic()
         drained = wait_until_empty(stack, options.drain_timeout_seconds)
         seconds["drain"] = time.monotonic() - draining
-        findings = _findings(stack, switch, load)
+        resends.uninstall()
+        findings = _findings(stack, switch, load, frozenset(resends.envelope_ids))
         findings.drained = drained
         findings.ingest_partial_failures = partial_queue.failures
         findings.ingest_objects_queued_before_503 = partial_queue.objects_queued
@@ -158,11 +172,39 @@ def run(options: SoakOptions, say: Any = print) -> Findings:
     return findings
 
 
+class _Resends:
+    """Notes the envelopes of track objects the sender sends back to the queue (held behind a delete):
+    they carry a delay (ORDER_HOLD_DELAY_SECONDS), which the API's track messages never do. The
+    functions run in this process, so the queue module they share is the one wrapped."""
+
+    def __init__(self) -> None:
+        from braze_forwarder import queue
+
+        self.queue = queue
+        self.real = queue.send_messages
+        self.lock = threading.Lock()
+        self.envelope_ids: set[str] = set()
+
+    def install(self) -> None:
+        self.queue.send_messages = self._send
+
+    def uninstall(self) -> None:
+        self.queue.send_messages = self.real
+
+    def _send(self, queue_url: str, bodies: Any, *, delay_seconds: int = 0) -> None:
+        if delay_seconds:
+            envelopes = [self.queue.decode(body) for body in bodies]
+            with self.lock:
+                self.envelope_ids.update(e.id for e in envelopes if e.kind == "track")
+        self.real(queue_url, bodies, delay_seconds=delay_seconds)
+
+
 class _PartialQueue:
     """SQS accepting the first message of a request and refusing the rest, as it may under load.
 
-    Every EVERY-th call that sends several messages; the ingest function runs in this process, so
-    its queue module is the one patched (the sender sends nothing to SQS).
+    Every EVERY-th call that sends several messages without a delay (the API's track requests; its
+    deletes and the sender's re-sends wait in the queue); the ingest function runs in this process,
+    so its queue module is the one patched.
     """
 
     EVERY = 3
@@ -184,7 +226,7 @@ class _PartialQueue:
         self.queue.send_messages = self.real
 
     def _send(self, queue_url: str, bodies: Any, **options: Any) -> None:
-        if len(bodies) < 2:
+        if len(bodies) < 2 or options.get("delay_seconds"):
             return self.real(queue_url, bodies, **options)
         with self.lock:
             self.calls += 1
@@ -239,8 +281,11 @@ class _Outage:
         self._steady = 0.0
         self._refused_before = 0
         self._lock = threading.Lock()
+        self.over = threading.Event()  # the deletions start after it (soak/load.py)
         if options.outage:
             switch.listeners.append(self._on)
+        else:
+            self.over.set()
 
     def progress(self, load: LoadResult) -> None:
         self._sent = load.sent
@@ -258,6 +303,8 @@ class _Outage:
                 self.window.append(time.time())
                 if self._refused() == self._refused_before:
                     self.window.clear()  # it met no call: the next invocation, then
+                else:
+                    self.over.set()
 
     def _due(self, invocation: InvocationRecord) -> bool:
         return (
@@ -285,7 +332,7 @@ def wait_until_empty(stack: Any, timeout: float) -> bool:
     return False
 
 
-def _findings(stack: Any, switch: KillSwitch, load: LoadResult) -> Findings:
+def _findings(stack: Any, switch: KillSwitch, load: LoadResult, resent: frozenset[str]) -> Findings:
     assert stack.sandbox is not None
     sender = stack.function(SENDER)
     findings = analyse(
@@ -295,6 +342,7 @@ def _findings(stack: Any, switch: KillSwitch, load: LoadResult) -> Findings:
         _kept_rejections(stack),
         _dlq_bodies(stack),
         switch,
+        resent,
     )
     findings.visibility_timeout_seconds = int(
         stack.client("sqs").get_queue_attributes(

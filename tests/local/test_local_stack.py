@@ -40,6 +40,7 @@ FREE_PORTS = ["--api-port", "0", "--lambda-port", "0", "--aws-port", "0", "--san
 # One second instead of five: a valid value of the template's own parameter, to keep the tests short.
 FAST_BATCHES = ["--parameter-overrides", "SenderBatchingWindowSeconds=1"]
 START_TIMEOUT = 45.0
+DELETION_FENCE_SECONDS = 60.0  # ORDER_FENCE_SECONDS' default, and the held events' return
 
 
 class LocalRun:
@@ -403,7 +404,9 @@ def test_help_lists_the_flags() -> None:
 
 def test_the_demo_replays_the_events_and_prints_its_report(start: Callable[..., LocalRun]) -> None:
     # A given secret, as `stripe listen` prints it, replaces the one the stack would make.
-    run = start(*FREE_PORTS, *FAST_BATCHES, "--webhook-secret", f"stripe={GIVEN_STRIPE_SECRET}")
+    run = start(*FREE_PORTS, *FAST_BATCHES, "--webhook-secret", f"stripe={GIVEN_STRIPE_SECRET}", ready=False)
+    # The demo's deletion waits behind the ordering fence (ORDER_FENCE_SECONDS, 56 s by default).
+    run.wait_for(r"^Serving; Ctrl-C stops\.", START_TIMEOUT + DELETION_FENCE_SECONDS)
     api = run.url("API \\(HTTP API\\)")
     output = run.output
 
@@ -426,6 +429,13 @@ def test_the_demo_replays_the_events_and_prints_its_report(start: Callable[..., 
     assert re.search(r"^Profiles in the sandbox: \d+", output, re.MULTILINE)
     assert re.search(r"played_track ×1", output)
     assert "0 failed" in output and "EventsDLQ: 0 message(s)" in output
+    # A user deleted between queued events: none of the earlier ones reached Braze after the delete.
+    assert re.search(
+        r"→ order kept: 0 of the 3 pre-delete events arrived after the delete, 2 of 2 post-delete events did "
+        r"\(sandbox since_deletion",
+        output,
+    ), output
+    assert "note: ORDER_HOLD_DELAY_SECONDS=2" in output
     assert f"curl -s {api}/users/track -H 'Authorization: Bearer {INGEST_KEY}'" in output
     for line in output.splitlines():
         if line.startswith("  POST /webhooks/"):

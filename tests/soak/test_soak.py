@@ -33,7 +33,7 @@ def test_a_tiny_soak_loses_nothing_and_explains_every_duplicate(tmp_path: Path) 
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )  # fmt: skip
     seconds = time.monotonic() - started
 
@@ -41,11 +41,21 @@ def test_a_tiny_soak_loses_nothing_and_explains_every_duplicate(tmp_path: Path) 
     findings = json.loads(findings_path.read_text())
     assert findings["passed"] and findings["drained"], run.stdout
     assert (findings["lost"], findings["unexplained"]) == (0, 0), run.stdout
-    assert findings["accepted"] + sum(findings["rejected_at_ingest"].values()) == 5000
-    assert findings["delivered"] + sum(findings["rejected_by_braze"].values()) == findings["accepted"]
+    # 5,000 objects, plus those of the 50 deleted users sent around their deletes.
+    assert findings["accepted"] + sum(findings["rejected_at_ingest"].values()) == findings["objects_sent"] > 5000
+    deleted = findings["deletions"]
+    assert (deleted["users"], deleted["delivered"]) == (50, 50), run.stdout  # 1 % of the soak's 5,000 users
+    assert deleted["kept_promises"] and deleted["before_delivered_after"] == 0, run.stdout
+    assert deleted["after"] > 0 and deleted["after_delivered_after"] == deleted["after"], run.stdout
+    assert deleted["dropped_objects"] > 0  # objects were in flight when their user was deleted
+    assert findings["held_resent"] > 0  # and some were sent after it, held until it reached Braze
+    assert (
+        findings["delivered"] + sum(findings["rejected_by_braze"].values()) + deleted["dropped_objects"]
+        >= findings["accepted"]
+    )
     assert set(findings["kills"]) == set(KILL_POINTS), run.stdout
     assert findings["delivered_twice"] > 0  # the kills after Braze's 2xx must show
     assert sum(findings["window_kill"].values()) > 0
     assert findings["rate_limit_styles"], run.stdout  # 429s reached the sender
     assert "lost" in run.stdout and "delivered twice" in run.stdout
-    assert seconds < 60, run.stdout
+    assert seconds < 100, run.stdout  # the deletes' fence (about 40 s) runs into the drain
