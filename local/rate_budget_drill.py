@@ -32,6 +32,7 @@ from braze_forwarder.delivery.rate_budget import (
 from braze_forwarder.delivery.sender import Sender, SenderParts
 from braze_forwarder.delivery_model import Outcome
 from braze_forwarder.rejects import S3Rejects
+from braze_forwarder.user_order import OrderStore
 from local.braze_sandbox import BrazeSandbox
 from local.resources import LocalStack
 
@@ -135,7 +136,7 @@ def drill_settings(
 
 def invocation_parts(config: SenderSettings) -> SenderParts:
     """What one execution environment's sender talks to: its own client, key holder and budget holder,
-    and the stack's ledger, rejected-objects bucket and rate budget table."""
+    and the stack's ledger, rejected-objects bucket, user order table and rate budget table."""
     budget: RateBudget = NoBudget()
     if config.rate_budget_enabled:
         budget = SharedRateBudget(
@@ -151,6 +152,7 @@ def invocation_parts(config: SenderSettings) -> SenderParts:
         ApiKey(config.braze_api_key_secret_arn, config.braze_api_key_max_age_seconds),
         DynamoLedger(config.ledger_table, config.ledger_ttl_seconds),
         S3Rejects(config.rejected_bucket, config.rejected_prefix),
+        order=OrderStore(config.user_order_table),
         budget=budget,
     )
 

@@ -64,6 +64,10 @@ class Ledger:
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
         self.done[envelope_id] = frozenset(positions)
 
+    def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
+        for envelope_id, positions in entries.items():
+            self.record(envelope_id, positions)
+
 
 class Rejects:
     def __init__(self) -> None:
