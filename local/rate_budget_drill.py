@@ -64,7 +64,7 @@ class DrillResult:
         return self.rate_limited / self.calls if self.calls else 0.0
 
 
-class _TableOperations:
+class TableOperations:
     """Counts the DynamoDB operations sent for one table, by operation name."""
 
     def __init__(self, table: str) -> None:
@@ -73,12 +73,13 @@ class _TableOperations:
         self._lock = threading.Lock()
 
     def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:  # before-parameter-build
-        if params.get("TableName") == self.table:
+        # A batch request names its tables in RequestItems; it counts once (one request).
+        if params.get("TableName") == self.table or self.table in params.get("RequestItems", {}):
             with self._lock:
                 self.counts[model.name] += 1
 
 
-class _AtomicWrites:
+class AtomicWrites:
     """Makes moto's DynamoDB apply one request at a time, as DynamoDB applies a conditional write to
     an item: moto checks a condition and writes in separate steps without a lock, so two threads'
     conditional ADDs can both pass and lease a window twice over."""
@@ -180,10 +181,10 @@ def drill(
         lease_requests=lease_requests,
         in_flight=in_flight,
     )
-    operations = _TableOperations(config.rate_budget_table)
+    operations = TableOperations(config.rate_budget_table)
     events = aws.client("dynamodb").meta.events
     events.register("before-parameter-build.dynamodb", operations)
-    atomic = _AtomicWrites()
+    atomic = AtomicWrites()
     atomic.register(events)
     backlogs = [backlog(f"drill-{sender}", calls_per_sender * objects_per_call) for sender in range(senders)]
     outcomes: list[Outcome] = []
