@@ -260,9 +260,7 @@ def drain_through_sender(
     envelopes: list[str] = []
     outcomes: list[Outcome] = []
     while True:
-        messages = harness.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=per_invocation).get(
-            "Messages", []
-        )
+        messages = harness.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=per_invocation).get("Messages", [])
         if not messages:
             return envelopes, outcomes
         outcome = Sender(config, invocation_parts(config)).deliver(

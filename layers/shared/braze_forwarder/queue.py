@@ -196,13 +196,9 @@ _SIZING_ID = str(uuid.UUID(int=0))
 _SIZING_TIME = "2000-01-01T00:00:00.000Z"
 
 
-def max_object_bytes(
-    max_message_bytes: int, source: str, correlation_id: str | None, *, dedupe: bool = False
-) -> int:
+def max_object_bytes(max_message_bytes: int, source: str, correlation_id: str | None, *, dedupe: bool = False) -> int:
     """The largest encoded object that still fits a message of its own."""
-    head = _head(
-        "identify", source, _SIZING_TIME, correlation_id, _SIZING_ID, accepted_at=_SIZING_TIME, dedupe=dedupe
-    )
+    head = _head("identify", source, _SIZING_TIME, correlation_id, _SIZING_ID, accepted_at=_SIZING_TIME, dedupe=dedupe)
     return max_message_bytes - len(head) - 2 - envelope_overhead_bytes(10**9)
 
 

@@ -80,7 +80,9 @@ class DynamoLedger:
     def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
         items = [item for envelope_id, positions in entries.items() if (item := self._item(envelope_id, positions))]
         for start in range(0, len(items), _BATCH_WRITE_ITEMS):
-            request = {self.table: [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH_WRITE_ITEMS]]}
+            request = {
+                self.table: [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH_WRITE_ITEMS]]
+            }
             for attempt in range(_BATCH_ATTEMPTS):
                 response = aws.client("dynamodb").batch_write_item(RequestItems=request)
                 request = response.get("UnprocessedItems") or {}
