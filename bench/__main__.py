@@ -9,6 +9,7 @@ from bench import (
     cost,
     datapoints,
     exports,
+    import_scale,
     imports,
     ingest,
     latency,
@@ -28,6 +29,7 @@ def main() -> None:
     ordering.main()
     exports.main()
     imports.main()
+    import_scale.main()
     coldstart.main()
     cost.main()
     latency.main()

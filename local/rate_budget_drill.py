@@ -32,6 +32,7 @@ from braze_forwarder.delivery.rate_budget import (
 from braze_forwarder.delivery.sender import Sender, SenderParts
 from braze_forwarder.delivery_model import Outcome
 from braze_forwarder.rejects import S3Rejects
+from braze_forwarder.user_order import OrderStore
 from local.braze_sandbox import BrazeSandbox
 from local.resources import LocalStack
 
@@ -63,7 +64,7 @@ class DrillResult:
         return self.rate_limited / self.calls if self.calls else 0.0
 
 
-class _TableOperations:
+class TableOperations:
     """Counts the DynamoDB operations sent for one table, by operation name."""
 
     def __init__(self, table: str) -> None:
@@ -72,12 +73,13 @@ class _TableOperations:
         self._lock = threading.Lock()
 
     def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:  # before-parameter-build
-        if params.get("TableName") == self.table:
+        # A batch request names its tables in RequestItems; it counts once (one request).
+        if params.get("TableName") == self.table or self.table in params.get("RequestItems", {}):
             with self._lock:
                 self.counts[model.name] += 1
 
 
-class _AtomicWrites:
+class AtomicWrites:
     """Makes moto's DynamoDB apply one request at a time, as DynamoDB applies a conditional write to
     an item: moto checks a condition and writes in separate steps without a lock, so two threads'
     conditional ADDs can both pass and lease a window twice over."""
@@ -135,7 +137,7 @@ def drill_settings(
 
 def invocation_parts(config: SenderSettings) -> SenderParts:
     """What one execution environment's sender talks to: its own client, key holder and budget holder,
-    and the stack's ledger, rejected-objects bucket and rate budget table."""
+    and the stack's ledger, rejected-objects bucket, user order table and rate budget table."""
     budget: RateBudget = NoBudget()
     if config.rate_budget_enabled:
         budget = SharedRateBudget(
@@ -151,6 +153,7 @@ def invocation_parts(config: SenderSettings) -> SenderParts:
         ApiKey(config.braze_api_key_secret_arn, config.braze_api_key_max_age_seconds),
         DynamoLedger(config.ledger_table, config.ledger_ttl_seconds),
         S3Rejects(config.rejected_bucket, config.rejected_prefix),
+        order=OrderStore(config.user_order_table),
         budget=budget,
     )
 
@@ -178,10 +181,10 @@ def drill(
         lease_requests=lease_requests,
         in_flight=in_flight,
     )
-    operations = _TableOperations(config.rate_budget_table)
+    operations = TableOperations(config.rate_budget_table)
     events = aws.client("dynamodb").meta.events
     events.register("before-parameter-build.dynamodb", operations)
-    atomic = _AtomicWrites()
+    atomic = AtomicWrites()
     atomic.register(events)
     backlogs = [backlog(f"drill-{sender}", calls_per_sender * objects_per_call) for sender in range(senders)]
     outcomes: list[Outcome] = []

@@ -32,7 +32,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -345,6 +345,10 @@ class _KillableLedger:
         self._switch.check_alive(invocation)  # a dead process writes nothing
         self._real.record(envelope_id, positions)
         self._switch.ledger_recorded(invocation, envelope_id, positions)
+
+    def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
+        for envelope_id, positions in entries.items():
+            self.record(envelope_id, positions)
 
 
 class _KillableRejects:

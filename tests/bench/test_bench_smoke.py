@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench import coldstart, cost
+from bench import coldstart, cost, import_scale
 
 pytestmark = pytest.mark.local
 
@@ -54,3 +54,15 @@ def test_the_cost_table_adds_every_charge_from_the_counted_calls():
     assert table[("HttpApi", "1/request", "no")] == pytest.approx(ingest + sender + 1.00, abs=0.001)
     assert table[("FunctionUrl", "1/request", "yes")] == pytest.approx(ingest + sender + 2 * 0.625, abs=0.001)
     assert table[("FunctionUrl", "75/request", "no")] == pytest.approx(ingest / 75 + sender / 75, abs=0.001)
+
+
+def test_a_tiny_import_at_scale_loses_no_row_and_delivers_none_twice_with_workers_killed(monkeypatch):
+    monkeypatch.setattr(import_scale, "KILL_RATE", 0.3)  # 3,000 rows, 1,000-row chunks: kills happen
+    calm, killed = import_scale.measure(3_000)
+
+    for result in (calm, killed):
+        assert result.rows_lost == 0 and result.rows_delivered == 3_000
+        assert result.rows_delivered_twice == 0
+        assert result.rows_queued == 3_000 + result.rows_queued_twice
+    assert calm.kills == 0 and calm.rows_queued_twice == 0
+    assert killed.kills > 0

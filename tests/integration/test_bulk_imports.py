@@ -14,14 +14,19 @@ import boto3
 import pytest
 
 from braze_forwarder import queue
-from braze_forwarder.config import ImportSettings, settings
+from braze_forwarder.config import ImportSettings, SenderSettings, settings
+from braze_forwarder.delivery.sender import Sender
+from braze_forwarder.delivery_model import Outcome
 from braze_forwarder.imports import commands, records, worker
 from functions.import_worker import app as worker_app
+from local.braze_sandbox import BrazeSandbox, SandboxConfig
+from local.rate_budget_drill import drill_settings, invocation_parts
 from local.resources import LocalStack
 from tests.conftest import LambdaContextStub, metric_values, use_function_environment
 
 RANGE_BYTES = 64 * 1024
 CHUNK_ROWS = 500
+BRAZE_KEY = "braze-rest-key-0123456789"
 
 
 class WorkerKilled(Exception):
@@ -209,6 +214,64 @@ def test_a_worker_killed_after_sqs_took_a_chunk_queues_that_chunk_twice_with_the
     ids = Counter((envelope_id, obj["external_id"]) for envelope_id, obj, _ in items)
     assert sum(count - 1 for count in ids.values()) == twice
     assert harness.table().get(started["import_id"]).rows_queued == 3_000  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("per_invocation", [1, 10], ids=["copies-apart", "copies-in-one-batch"])
+def test_a_chunk_queued_twice_after_a_kill_is_delivered_to_braze_once(harness: Harness, per_invocation: int) -> None:
+    """The same window, carried through the sender: a copy in a later invocation finds its envelope in
+    the delivery ledger (recorded when the first copy was delivered whole), a copy in the same batch
+    is recognised by its id; either way it is skipped."""
+    harness.put("users/window.ndjson", users_ndjson(3_000))
+    harness.start("users/window.ndjson")
+    real = worker.real_parts(harness.config)
+    calls = {"n": 0}
+
+    def send_then_die(bodies: Sequence[str]) -> None:
+        calls["n"] += 1
+        real.send(bodies)
+        if calls["n"] == 2:
+            raise WorkerKilled()
+
+    harness.run_tasks(worker.WorkerParts(real.table, send_then_die, real.requeue, real.rejected_bucket))
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=harness.stack.refs["BrazeApiKeySecret"], SecretString=BRAZE_KEY
+    )
+    with BrazeSandbox(SandboxConfig(api_key=BRAZE_KEY, seed=1)) as braze:
+        config = drill_settings(harness.stack, braze.url, budget_enabled=False)
+        envelopes, outcomes = drain_through_sender(harness, config, per_invocation)
+        tracked = [
+            obj["external_id"]
+            for request in braze.requests
+            if request.path == "/users/track" and request.status == 201
+            for obj in request.json.get("attributes", [])
+        ]
+    ids = Counter(envelopes)
+    assert sum(count - 1 for count in ids.values()) >= 1  # the chunk was on the queue twice
+    assert len(tracked) == len(set(tracked)) == 3_000  # every row reached Braze, none twice
+    assert sum(outcome.skipped_already_done for outcome in outcomes) == CHUNK_ROWS
+
+
+def drain_through_sender(
+    harness: Harness, config: SenderSettings, per_invocation: int
+) -> tuple[list[str], list[Outcome]]:
+    """Deliver EventsQueue with the sender, one invocation per `per_invocation` messages, as the Lambda's
+    event source would; (the envelope id of every message delivered, each invocation's outcome)."""
+    url = harness.stack.refs["EventsQueue"]
+    envelopes: list[str] = []
+    outcomes: list[Outcome] = []
+    while True:
+        messages = harness.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=per_invocation).get("Messages", [])
+        if not messages:
+            return envelopes, outcomes
+        outcome = Sender(config, invocation_parts(config)).deliver(
+            [(m["MessageId"], m["Body"]) for m in messages], lambda: 60.0
+        )
+        assert outcome.failed_message_ids == []
+        outcomes.append(outcome)
+        envelopes += [queue.decode(m["Body"]).id for m in messages]
+        harness.sqs.delete_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+        )
 
 
 def test_sqs_refusing_part_of_a_chunk_resends_only_the_rest(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:

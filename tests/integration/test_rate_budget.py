@@ -170,7 +170,7 @@ def test_a_failing_store_does_not_stop_delivery_and_is_counted(stack, braze, cap
     broken = _BrokenStore()
     parts = invocation_parts(config)
     budget = SharedRateBudget(broken, {"track": 20, "user_data": 20}, 10)
-    parts = type(parts)(parts.client, parts.api_key, parts.ledger, parts.rejects, budget=budget)
+    parts = type(parts)(parts.client, parts.api_key, parts.ledger, parts.rejects, order=parts.order, budget=budget)
 
     outcome = Sender(config, parts).deliver(backlog("store-down", 6), lambda: 30.0)
     metrics.flush_metrics()

@@ -64,6 +64,10 @@ class Ledger:
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
         self.done[envelope_id] = frozenset(positions)
 
+    def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
+        for envelope_id, positions in entries.items():
+            self.record(envelope_id, positions)
+
 
 class Rejects:
     def __init__(self) -> None:
@@ -102,6 +106,22 @@ def message(count: int) -> str:
     return body
 
 
+def import_message(count: int) -> str:
+    """An import's envelope: a deterministic id, marked `dedupe`."""
+    objects = [{"external_id": f"user-{n}", "name": "played", "time": "2026-12-07T03:00:00Z"} for n in range(count)]
+    items = [("events", n, queue.encode_object(obj)) for n, obj in enumerate(objects)]
+    [body] = queue.build_messages(
+        "track",
+        items,
+        source="import:imp-1",
+        correlation_id="imp-1",
+        max_message_bytes=1 << 20,
+        envelope_id=lambda number: f"imp-1-envelope-{number}",
+        dedupe=True,
+    )
+    return body
+
+
 def deliver(braze: Braze, ledger: Ledger, rejects: Rejects, *bodies: str) -> Any:
     parts = SenderParts(braze, Key(), ledger, rejects, Attributes(), order=NoOrderRecords())  # type: ignore[arg-type]
     records = [(f"msg-{n}", body) for n, body in enumerate(bodies)]
@@ -120,6 +140,28 @@ def test_a_partly_delivered_message_records_its_delivered_objects_in_the_ledger_
     second = deliver(again, ledger, rejects, body)
     assert second.failed_message_ids == [] and second.skipped_already_done == 75
     assert sorted(again.sent) == sorted(f"user-{n}" for n in range(75, 100))
+
+
+def test_a_dedupe_envelope_delivered_whole_is_recorded_and_its_later_copy_is_skipped() -> None:
+    body, ledger, rejects = import_message(100), Ledger(), Rejects()
+    assert queue.decode(body).dedupe and not queue.decode(message(1)).dedupe  # only imports are marked
+    assert '"dedupe"' not in message(1)  # other envelopes read as before
+
+    first = deliver(Braze(), ledger, rejects, body)
+    assert first.failed_message_ids == [] and first.delivered == 100
+    assert ledger.done == {"imp-1-envelope-0": frozenset(range(100))}
+
+    again = Braze()
+    copy = deliver(again, ledger, rejects, body)
+    assert copy.failed_message_ids == [] and copy.skipped_already_done == 100 and again.sent == []
+
+
+def test_two_copies_of_a_dedupe_envelope_in_one_batch_go_out_once_and_a_plain_one_is_not_recorded() -> None:
+    braze, ledger = Braze(), Ledger()
+    outcome = deliver(braze, ledger, Rejects(), import_message(10), import_message(10), message(5))
+    assert outcome.failed_message_ids == [] and outcome.skipped_already_done == 10
+    assert sorted(braze.sent) == sorted([f"user-{n}" for n in range(10)] + [f"user-{n}" for n in range(5)])
+    assert list(ledger.done) == ["imp-1-envelope-0"]  # the plain envelope, delivered whole, writes nothing
 
 
 def test_an_object_braze_refuses_goes_to_the_rejects_store_it_was_given() -> None:

@@ -14,6 +14,10 @@ its `received_at` stands in.
      "accepted_at": "<ISO-8601>", "correlation_id": "...",
      "items": [{"array": "events", "index": 3, "object": {...}}, ...]}
 
+`"dedupe": true` (absent otherwise) marks an envelope whose id is deterministic — an import's, derived
+from (import, range, chunk, n) — so a second copy of it is the same envelope queued twice: the sender
+records it in the delivery ledger once it is fully delivered, and skips a copy that finds it there.
+
 Items hold Braze's own objects, exactly as the request had them: for `delete` that is an identifier
 (a string in `external_ids` and `braze_ids`, an object in the other arrays).
 """
@@ -81,6 +85,7 @@ class Envelope:
     correlation_id: str | None
     items: tuple[Item, ...]
     accepted_at: str = ""
+    dedupe: bool = False  # the id is deterministic: a copy with the same id is the same envelope
 
     @property
     def order_time(self) -> str:
@@ -134,6 +139,7 @@ def build_messages(
     accepted_at: str | None = None,
     spans: list[tuple[int, int]] | None = None,
     envelope_id: Callable[[int], str] | None = None,
+    dedupe: bool = False,
 ) -> list[str]:
     """Pack items, in order, into as few envelopes as fit max_message_bytes each.
 
@@ -141,13 +147,20 @@ def build_messages(
     given, receives each message's items as a (start, end) slice of `items`. `accepted_at` defaults
     to now, `received_at` to `accepted_at`. `envelope_id`, when given, names message n (from 0)
     instead of a random id: an import that sends a chunk again after a crash sends envelopes with the
-    same ids, so a copy queued twice can be recognised.
+    same ids, so a copy queued twice can be recognised; `dedupe` marks the envelopes so (the sender
+    then records each one delivered whole and skips a later copy). Only deterministic ids may be marked.
     """
     accepted_at = accepted_at or utc_now_iso()
     received_at = received_at or accepted_at
     fragments = _fragments(items)
     head = _head(
-        kind, source, received_at, correlation_id, envelope_id(0) if envelope_id else None, accepted_at=accepted_at
+        kind,
+        source,
+        received_at,
+        correlation_id,
+        envelope_id(0) if envelope_id else None,
+        accepted_at=accepted_at,
+        dedupe=dedupe,
     )
     if len(head) + 2 + sum(map(len, fragments)) + len(fragments) <= max_message_bytes:
         if spans is not None:
@@ -164,6 +177,7 @@ def build_messages(
                 correlation_id,
                 envelope_id(len(messages)) if envelope_id else None,
                 accepted_at=accepted_at,
+                dedupe=dedupe,
             )
         size = len(head) + 2 + len(fragments[start]) + 1
         end = start + 1
@@ -182,9 +196,9 @@ _SIZING_ID = str(uuid.UUID(int=0))
 _SIZING_TIME = "2000-01-01T00:00:00.000Z"
 
 
-def max_object_bytes(max_message_bytes: int, source: str, correlation_id: str | None) -> int:
+def max_object_bytes(max_message_bytes: int, source: str, correlation_id: str | None, *, dedupe: bool = False) -> int:
     """The largest encoded object that still fits a message of its own."""
-    head = _head("identify", source, _SIZING_TIME, correlation_id, _SIZING_ID, accepted_at=_SIZING_TIME)
+    head = _head("identify", source, _SIZING_TIME, correlation_id, _SIZING_ID, accepted_at=_SIZING_TIME, dedupe=dedupe)
     return max_message_bytes - len(head) - 2 - envelope_overhead_bytes(10**9)
 
 
@@ -196,8 +210,9 @@ def _head(
     envelope_id: str | None = None,
     *,
     accepted_at: str,
+    dedupe: bool = False,
 ) -> str:
-    meta = {
+    meta: dict[str, Any] = {
         "v": ENVELOPE_VERSION,
         "kind": kind,
         "id": envelope_id or str(uuid.uuid4()),
@@ -206,6 +221,8 @@ def _head(
         "accepted_at": accepted_at,
         "correlation_id": correlation_id,
     }
+    if dedupe:  # absent otherwise: envelopes without it read as before, by any version of the sender
+        meta["dedupe"] = True
     return encode_object(meta)[:-1] + ',"items":['
 
 
@@ -232,6 +249,7 @@ def decode(body: str) -> Envelope:
         correlation_id=data.get("correlation_id"),
         items=decoded,
         accepted_at=str(data.get("accepted_at") or ""),
+        dedupe=data.get("dedupe") is True,
     )
 
 

@@ -3,7 +3,10 @@
 A message whose objects went out in several calls, some of which failed, goes back to the queue.
 Before it does, the positions of its objects that Braze accepted (or refused for good) are written
 here, keyed by the envelope id (which, unlike the SQS message id, survives a DLQ redrive), so the
-next attempt sends only the rest. A message delivered whole writes nothing.
+next attempt sends only the rest. A message delivered whole writes nothing — unless its envelope is
+marked `dedupe` (an import's, whose id is deterministic): then it is recorded whole, in one
+BatchWriteItem for the batch's such envelopes, so a copy queued twice finds every position done and
+is skipped (docs/imports.md).
 
 The sender is handed a Ledger (functions/braze_sender/app.py wires DynamoLedger); tests and the soak
 hand it their own, or wrap this one.
@@ -12,13 +15,14 @@ hand it their own, or wrap this one.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from braze_forwarder import aws
 
 _BATCH_GET_KEYS = 100
-_BATCH_GET_ATTEMPTS = 5
+_BATCH_ATTEMPTS = 5
+_BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit
 
 
 class Ledger(Protocol):
@@ -28,6 +32,10 @@ class Ledger(Protocol):
 
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
         """Remember that these positions of an envelope are done (delivered or kept as rejected)."""
+        ...
+
+    def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
+        """record() for several envelopes at once (as few requests as the store allows)."""
         ...
 
 
@@ -52,7 +60,7 @@ class DynamoLedger:
                     "ProjectionExpression": "message_id, done",
                 }
             }
-            for attempt in range(_BATCH_GET_ATTEMPTS):
+            for attempt in range(_BATCH_ATTEMPTS):
                 response = aws.client("dynamodb").batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(table, []):
                     found[item["message_id"]["S"]] = frozenset(int(n) for n in item["done"]["NS"])
@@ -65,14 +73,31 @@ class DynamoLedger:
         return found
 
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
+        item = self._item(envelope_id, positions)
+        if item is not None:
+            aws.client("dynamodb").put_item(TableName=self.table, Item=item)
+
+    def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
+        items = [item for envelope_id, positions in entries.items() if (item := self._item(envelope_id, positions))]
+        for start in range(0, len(items), _BATCH_WRITE_ITEMS):
+            request = {
+                self.table: [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH_WRITE_ITEMS]]
+            }
+            for attempt in range(_BATCH_ATTEMPTS):
+                response = aws.client("dynamodb").batch_write_item(RequestItems=request)
+                request = response.get("UnprocessedItems") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise RuntimeError("the delivery ledger left writes unprocessed after retries")
+
+    def _item(self, envelope_id: str, positions: Iterable[int]) -> dict[str, Any] | None:
         numbers = sorted(set(positions))
         if not numbers:
-            return
-        aws.client("dynamodb").put_item(
-            TableName=self.table,
-            Item={
-                "message_id": {"S": envelope_id},
-                "done": {"NS": [str(n) for n in numbers]},
-                "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)},
-            },
-        )
+            return None
+        return {
+            "message_id": {"S": envelope_id},
+            "done": {"NS": [str(n) for n in numbers]},
+            "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)},
+        }

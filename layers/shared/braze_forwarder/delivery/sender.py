@@ -227,10 +227,15 @@ class Sender:
         opened = [m for m in messages if m.envelope is not None]
         # Each opened message has an envelope; mypy does not narrow through the filter above.
         done = self.ledger.done_positions([m.envelope.id for m in opened])  # type: ignore[union-attr]
+        deduplicated: set[str] = set()
         for message in opened:
             envelope = message.envelope
             assert envelope is not None
             message.done_before = done.get(envelope.id, frozenset())
+            if envelope.dedupe:
+                if envelope.id in deduplicated:  # both copies in one batch: the first one carries the objects
+                    message.done_before = frozenset(range(len(envelope.items)))
+                deduplicated.add(envelope.id)
             for position, item in enumerate(envelope.items):
                 if position in message.done_before:
                     outcome.skipped_already_done += 1
@@ -424,7 +429,9 @@ class Sender:
             return None
 
     def _settle(self, messages: list[Message], outcome: Outcome) -> None:
-        """Decide each message's fate and record partial deliveries in the ledger."""
+        """Decide each message's fate and record partial deliveries in the ledger; a `dedupe` envelope
+        (deterministic id) delivered whole is recorded too, so a copy of it queued twice is skipped."""
+        whole: dict[str, frozenset[int]] = {}
         for message in messages:
             states = [p.state for p in message.parcels]
             outcome.delivered += states.count(State.DELIVERED)
@@ -436,10 +443,12 @@ class Sender:
                 if not self._records_kept:
                     outcome.failed_message_ids.append(message.sqs_message_id)
                 continue
+            newly_done = {p.position for p in message.parcels if p.state in DONE}
             if State.FAILED not in states:
+                if message.envelope.dedupe and newly_done:
+                    whole[message.envelope.id] = message.done_before | newly_done
                 continue
             outcome.failed_message_ids.append(message.sqs_message_id)
-            newly_done = {p.position for p in message.parcels if p.state in DONE}
             if newly_done:
                 try:
                     self.ledger.record(message.envelope.id, message.done_before | newly_done)
@@ -447,6 +456,13 @@ class Sender:
                     # The objects will go out again when the message returns: a duplicate, never a loss.
                     logger.exception("could not record a partial delivery in the ledger")
                     metrics.add_metric(name="LedgerWriteErrors", unit=MetricUnit.Count, value=1)
+        if whole:
+            try:
+                self.ledger.record_many(whole)
+            except Exception:
+                # A copy queued twice (docs/imports.md) would then be delivered again: a duplicate, never a loss.
+                logger.exception("could not record delivered import envelopes in the ledger")
+                metrics.add_metric(name="LedgerWriteErrors", unit=MetricUnit.Count, value=1)
 
     def _emit_metrics(self, calls: dict[str, list[Call[Parcel]]], outcome: Outcome) -> None:
         for name, value in (

@@ -11,7 +11,9 @@ and rebuilds the very same envelopes.
 Exactly once into the queue, and where it is not (docs/imports.md has the full argument): SQS
 standard takes no idempotency key, so the one window left is between SQS accepting a chunk's
 envelopes and the acknowledgement being written — a worker killed there sends that chunk again on
-resume, with the same envelope ids, so the copies are countable. Running out of time never opens
+resume, with the same envelope ids, so the copies are countable — and the sender, which records a
+`dedupe` envelope in the delivery ledger once it is fully delivered, skips the later copy: queued
+twice, delivered once. Running out of time never opens
 that window: the worker stops between chunks and hands the range on. A partial refusal by SQS
 records which envelopes were accepted before it raises, and the retry skips them.
 """
@@ -119,7 +121,9 @@ class _Range:
         self.remaining_seconds = remaining_seconds
         self.array = rows.ARRAYS[record.kind]
         self.source = f"import:{record.import_id}"
-        self.max_object_bytes = queue.max_object_bytes(record.max_message_bytes, self.source, record.import_id)
+        self.max_object_bytes = queue.max_object_bytes(
+            record.max_message_bytes, self.source, record.import_id, dedupe=True
+        )
         self.base_ms = received_base_ms(record)
         self.counted = [0, 0, 0]  # rows read, queued, rejected in acknowledged chunks
 
@@ -261,6 +265,7 @@ class _Range:
             # The whole file was accepted when the import started: a delete accepted later drops its rows.
             accepted_at=_iso_ms(record.started_at_ms),
             envelope_id=lambda number: envelope_id(record.import_id, index, chunk, number),
+            dedupe=True,  # the ids above are deterministic: the sender skips a copy queued twice
         )
         pending = [position for position in range(len(bodies)) if position not in sent_before]
         try:
