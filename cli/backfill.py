@@ -26,12 +26,15 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from braze_forwarder import rows as row_mapping
+from braze_forwarder.user_order import identities, user_digest
+from cli import deletions
 from cli.errors import CliError
 from cli.rejects import INGEST_KEY_VARIABLE
 from cli.target import Target
@@ -53,6 +56,10 @@ class State:
     accepted: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
+    # When the first run began: every row of the file counts as accepted then, so a user deleted
+    # after it is not re-created by a later window or a resumed run (docs/ordering.md).
+    started_at: str = ""
+    skipped_deleted: int = 0
 
     def save(self) -> None:
         data = {
@@ -61,6 +68,8 @@ class State:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "finished": self.finished,
+            "started_at": self.started_at,
+            "skipped_deleted": self.skipped_deleted,
         }
         temporary = self.path.with_name(self.path.name + ".tmp")
         temporary.write_text(json.dumps(data, indent=1) + "\n")
@@ -153,6 +162,10 @@ def backfill_command(target: Target | None, args: argparse.Namespace) -> int:
         print(f"{path} was backfilled completely already (state {state.path}); delete the state file to send it again")
         return _summary(state)
     send = _api_sender(target, args) if args.via == "api" else _braze_sender(args)
+    if not state.started_at:
+        state.started_at = _utc_now_iso()
+        state.save()  # before anything is sent: a run interrupted in its first window resumes from this time
+    deleted = _DeletedUsers(target, state.started_at)
     array = ARRAYS[args.kind]
     total = sum(1 for _ in rows(path, file_format))
     progress = _Progress(total, state.rows_done)
@@ -176,15 +189,50 @@ def backfill_command(target: Target | None, args: argparse.Namespace) -> int:
             request = window[_route(obj)]
             request.append((number, obj))
             if len(request) == CHUNK:
-                _deliver(pool, send, array, window, unreadable, last_row, state)
+                _deliver(pool, send, array, _without(window, deleted, state), unreadable, last_row, state)
                 progress.show(state.rows_done)
                 window, unreadable = [[] for _ in range(IN_FLIGHT)], []
         if any(window) or last_row > state.rows_done:
-            _deliver(pool, send, array, window, unreadable, last_row, state)
+            _deliver(pool, send, array, _without(window, deleted, state), unreadable, last_row, state)
     state.finished = True
     state.save()
     progress.show(state.rows_done, final=True)
     return _summary(state)
+
+
+class _DeletedUsers:
+    """The users deleted through the stack's API since the backfill began (its UserOrderTable's
+    tombstones), read again before every window: their rows are not sent, wherever they stand in the
+    file and however often the run is resumed. Without a stack to ask (`--via braze` without its
+    outputs, or a stack older than the table) nothing is known and nothing is skipped."""
+
+    def __init__(self, target: Target | None, since: str) -> None:
+        self.target, self.since = target, since
+        self.found: dict[str, list[Any]] = {}
+
+    def refresh(self) -> None:
+        if self.target is not None:
+            self.found = deletions.tombstones(self.target, self.since)
+
+    def __contains__(self, obj: dict[str, Any]) -> bool:
+        if not self.found:
+            return False
+        users = [user_digest(user) for user in identities("track", "attributes", obj)]
+        return deletions.deleted_after(users, self.since, self.found) is not None
+
+
+def _without(
+    window: list[list[tuple[int, dict[str, Any]]]], deleted: _DeletedUsers, state: State
+) -> list[list[tuple[int, dict[str, Any]]]]:
+    """The window without the rows of users deleted since the backfill began (counted, never sent)."""
+    deleted.refresh()
+    kept = [[(number, obj) for number, obj in request if obj not in deleted] for request in window]
+    state.skipped_deleted += sum(len(request) for request in window) - sum(len(request) for request in kept)
+    return kept
+
+
+def _utc_now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"
 
 
 def _route(obj: dict[str, Any]) -> int:
@@ -230,7 +278,10 @@ def _deliver(
 
 
 def _idempotency_key(state: State, first_row: int, last_row: int, place: int) -> str:
-    return "backfill-" + hashlib.sha256(f"{state.fingerprint}:{first_row}:{last_row}:{place}".encode()).hexdigest()[:40]
+    # The window's bounds and place name the request; the skipped count too, so a window sent again
+    # with fewer rows (a user deleted in between) is a new request rather than a mismatched replay.
+    name = f"{state.fingerprint}:{first_row}:{last_row}:{place}:{state.skipped_deleted}"
+    return "backfill-" + hashlib.sha256(name.encode()).hexdigest()[:40]
 
 
 def _api_sender(target: Target | None, args: argparse.Namespace) -> Any:
@@ -322,11 +373,15 @@ def _load_state(path: Path, file_fingerprint: str) -> State:
         accepted=int(data.get("accepted", 0)),
         rejected=list(data.get("rejected", [])),
         finished=bool(data.get("finished")),
+        started_at=str(data.get("started_at") or ""),
+        skipped_deleted=int(data.get("skipped_deleted", 0)),
     )
 
 
 def _summary(state: State) -> int:
     print(f"done: {state.rows_done} row(s), {state.accepted} accepted, {len(state.rejected)} rejected")
+    if state.skipped_deleted:
+        print(f"  {state.skipped_deleted} row(s) not sent: their user was deleted after the backfill began")
     counts: dict[str, int] = {}
     for entry in state.rejected:
         counts[entry["type"]] = counts.get(entry["type"], 0) + 1
