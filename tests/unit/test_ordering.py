@@ -300,3 +300,22 @@ def test_a_merge_is_sent_once_and_marked_delivered_then_a_redrive_makes_no_call(
     assert judge2.open([redriven]) == [] and redriven.state is State.DELIVERED
     current = store.get(merge)
     assert current is not None and current.delivered
+
+
+def test_records_undelivered_past_the_overdue_time_are_counted_once_read_again(store):
+    stuck = OrderRecord("delete", ALICE, ordering._iso(time.time() - ordering.OVERDUE_SECONDS - 60))
+    recent = OrderRecord("delete", user_digest(("external_id", "bob")), at(10))
+    delivered = OrderRecord("merge", user_digest(("external_id", "carol")), stuck.accepted_at)
+    store.put([stuck, recent, delivered])
+    store.mark_delivered(delivered)
+    judge, _ = gate(store)
+
+    judge.open(parcels("track", [event("dave")], at(20)))
+
+    assert judge.counts["overdue"] == 1  # the stuck delete; not the recent one, not the delivered merge
+
+    # A warm snapshot carries the stuck delete; delivered meanwhile, it is read again and not counted.
+    store.mark_delivered(stuck)
+    judge2, _ = gate(store)
+    judge2.open(parcels("track", [event("dave")], at(21)))
+    assert judge2.counts["overdue"] == 0

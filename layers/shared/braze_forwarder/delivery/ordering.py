@@ -67,6 +67,12 @@ ARRIVED_AFTER_MERGE = "ARRIVED_AFTER_MERGE"
 # which is the fence (about a minute) plus Braze's retries. Later snapshots read only what is new and
 # carry older records forward (an undelivered one is read again before it holds anything).
 PENDING_LOOKBACK_SECONDS = 3600
+# A delete, alias or merge still undelivered this long after its acceptance is overdue (the fence is
+# about a minute; Braze's retries within an invocation and a few SQS redeliveries take minutes more):
+# counted in OrderRecordsOverdue, which OrderRecordsOverdueAlarm watches. It is a delete Braze refused,
+# a message on its way to the DLQ, or Braze down. It holds its user's later objects until it is
+# delivered or falls out of the lookback, after which they are sent ahead of it.
+OVERDUE_SECONDS = 900
 _SQS_MAX_DELAY_SECONDS = 900
 _SQS_MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -144,6 +150,7 @@ class OrderGate:
         _forget_older(self.snapshot, since)
         _warm[self.store.table] = self.snapshot
         now = self.clock()
+        self._count_overdue(now)
         for parcel in parcels:
             own = own_record(parcel)
             if own is not None:
@@ -235,6 +242,20 @@ class OrderGate:
         return any(
             p.state is State.FAILED and own.user in self._users(p) and _order_time(p) <= own.accepted_at for p in first
         )
+
+    def _count_overdue(self, now: float) -> None:
+        """Count the snapshot's records undelivered OVERDUE_SECONDS after acceptance, each read again
+        first (a warm snapshot may carry one delivered since): OrderRecordsOverdue, a gauge."""
+        snapshot = self.snapshot
+        assert snapshot is not None
+        cutoff = _iso(now - OVERDUE_SECONDS)
+        records = [r for same_user in snapshot.records.values() for r in same_user]
+        late = [r for r in records if not r.delivered and r.accepted_at < cutoff]
+        for record in late:
+            self._rechecked.add(record.key["sk"]["S"])  # _judge need not read it again
+            current = self.store.recheck(snapshot, record)
+            if current is not None and not current.delivered:
+                self.counts["overdue"] += 1
 
     # ------------------------------------------------------------------ verdicts
 

@@ -480,6 +480,7 @@ class Sender:
             ("OrderedSentBackEarly", self.order.counts["early"]),
             ("DeletesAlreadyDelivered", self.order.counts["already_delivered"]),
             ("DeletesRefused", self.order.counts["deletes_refused"]),
+            ("OrderRecordsOverdue", self.order.counts["overdue"]),
             *self._savings.counts.items(),
         ):
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
