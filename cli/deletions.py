@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cli.errors import CliError
@@ -48,34 +48,22 @@ def order_store(target: Target) -> Any:
     return OrderStore(target.output(ORDER_TABLE_OUTPUT), dynamodb=target.client("dynamodb"))
 
 
-def horizon_start() -> str:
-    """The oldest accept time a tombstone can still have (the table's TTL removes older ones)."""
-    from braze_forwarder.user_order import HORIZON_DAYS
-
-    return _iso(datetime.now(UTC) - timedelta(days=HORIZON_DAYS + 1))
-
-
 def tombstones(target: Target, since: str | None = None) -> dict[str, list[OrderRecord]]:
     """Every tombstone accepted at or after `since` (default: all the table keeps), by user digest.
 
     Empty for a stack deployed before the table existed: its API took no delete, so none can apply."""
-    by_user: dict[str, list[OrderRecord]] = {}
+    from braze_forwarder.erasure import tombstones_by_user
+
     if not target.outputs.get(ORDER_TABLE_OUTPUT):
-        return by_user
-    for record in order_store(target).records(max(since or "", horizon_start()), kinds=("delete",)):
-        by_user.setdefault(record.user, []).append(record)
-    return by_user
+        return {}
+    return tombstones_by_user(order_store(target), since)
 
 
 def deleted_after(users: Iterable[str], accepted_at: str, found: dict[str, list[OrderRecord]]) -> OrderRecord | None:
-    """The tombstone of one of these users accepted at or after `accepted_at` (ties count, as the
-    sender's verdict drops them), or None. An accept time that cannot be read counts as the oldest."""
-    moment = _moment(accepted_at)
-    for user in users:
-        for tombstone in found.get(user, ()):
-            if moment is None or moment <= (_moment(tombstone.accepted_at) or moment):
-                return tombstone
-    return None
+    """The tombstone of one of these users accepted at or after `accepted_at` (erasure.deleted_after)."""
+    from braze_forwarder.erasure import deleted_after as tombstone_after
+
+    return tombstone_after(users, accepted_at, found)
 
 
 def list_command(target: Target, args: argparse.Namespace) -> int:
@@ -100,14 +88,12 @@ def _since(value: str | None) -> str | None:
 
 
 def _moment(text: str) -> datetime | None:
-    """A time from ISO-8601 text, UTC unless it names its zone; None if it is not one."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    from braze_forwarder.erasure import moment_of
+
+    return moment_of(text)
 
 
 def _iso(moment: datetime) -> str:
-    """As the order store writes accept times (ISO UTC, milliseconds): comparable as text."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    from braze_forwarder.erasure import iso
+
+    return iso(moment)

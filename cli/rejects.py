@@ -14,7 +14,6 @@ the store for good (docs/personal-data.md).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -189,19 +188,10 @@ def read(target: Target, since: str | None = None) -> Iterator[Rejected]:
 
 
 def _keys(s3: Any, bucket: str, since: str | None) -> list[str]:
-    """The record files, listed from `since`'s hour on: S3 lists keys in order, so the hours before
-    it are skipped by StartAfter rather than read and dropped (the store grows by the hour)."""
-    hour = since[:13].replace("-", "/").replace("T", "/") if since else ""
-    webhooks = f"{PREFIX}webhooks/"
-    # rejected/YYYY/… sorts before rejected/webhooks/YYYY/…: each tree is listed from its own hour.
-    direct = itertools.takewhile(lambda key: not key.startswith(webhooks), _listed(s3, bucket, PREFIX, hour))
-    return [key for key in (*direct, *_listed(s3, bucket, webhooks, hour)) if key.endswith(".jsonl")]
+    """The record files, listed from `since`'s hour on."""
+    from braze_forwarder.rejects import files
 
-
-def _listed(s3: Any, bucket: str, prefix: str, hour: str) -> Iterator[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, StartAfter=prefix + hour)
-    for page in pages:
-        yield from (item["Key"] for item in page.get("Contents", []))
+    return files(s3, bucket, since[:13].replace("-", "/").replace("T", "/") if since else "")
 
 
 def _key_hour(key: str) -> str:
@@ -355,12 +345,12 @@ def _skip_deleted_users(target: Target, sendable: dict[str, list[Rejected]]) -> 
 
 def erase_from_store(target: Target, erase: Callable[[Mapping[str, Any]], bool], *, dry_run: bool) -> list[Rewrite]:
     """Take the lines `erase` chooses out of every file of the store; the files that held any."""
-    from braze_forwarder.rejects import erase_lines
+    from braze_forwarder.rejects import erase_lines, files
 
     s3 = target.client("s3")
     bucket = target.output("RejectedObjectsBucketName")
     touched = []
-    for key in _keys(s3, bucket, None):
+    for key in files(s3, bucket):
         rewrite = erase_lines(s3, bucket, key, erase, dry_run=dry_run)
         if rewrite.removed:
             touched.append(rewrite)
@@ -379,19 +369,22 @@ def summary(rewrites: list[Rewrite], *, dry_run: bool) -> str:
 
 
 def erase_command(target: Target, args: argparse.Namespace) -> int:
-    from braze_forwarder.rejects import accepted_at, named_users
+    """What RejectsEraserFunction does daily (braze_forwarder/erasure.py), now and with a report."""
+    from braze_forwarder.erasure import erase_deleted_users
 
-    found = deletions.tombstones(target)
-    if not found:
+    if not target.outputs.get(deletions.ORDER_TABLE_OUTPUT):  # a stack from before deletes: none to apply
         print("no tombstone in the UserOrderTable: nothing to erase")
         return 0
-
-    def deleted_since_accepted(record: Mapping[str, Any]) -> bool:
-        return deletions.deleted_after(named_users(record), accepted_at(record), found) is not None
-
-    rewrites = erase_from_store(target, deleted_since_accepted, dry_run=args.dry_run)
-    for rewrite in rewrites:
+    report = erase_deleted_users(
+        target.client("s3"),
+        target.output("RejectedObjectsBucketName"),
+        deletions.order_store(target),
+        dry_run=args.dry_run,
+    )
+    if not report.tombstones:
+        print("no tombstone in the UserOrderTable: nothing to erase")
+        return 0
+    for rewrite in report.rewrites:
         print(f"{rewrite.key}: {rewrite.removed} of {rewrite.lines} line(s)")
-    users = sum(1 for records in found.values() if records)
-    print(f"{users} deleted user(s); rejected objects: " + summary(rewrites, dry_run=args.dry_run))
+    print(f"{report.tombstones} deleted user(s); rejected objects: " + summary(report.rewrites, dry_run=args.dry_run))
     return 0

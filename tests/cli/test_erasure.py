@@ -290,3 +290,61 @@ def test_a_stack_without_the_order_table_erases_and_replays_but_cannot_list_dele
     assert code == 0 and "1 line(s) in 1 file(s) removed" in out
     with pytest.raises(CliError, match="no output UserOrderTableName"):
         run(target, capsys, "deletions", "list")
+
+
+# ---------------------------------------------------------------------- RejectsEraserFunction, daily
+
+
+def erase_on_schedule(
+    monkeypatch: pytest.MonkeyPatch, aws_stack: LocalStack, seconds_left: float = 900.0
+) -> dict[str, Any]:
+    from functions.rejects_eraser import app
+    from tests.conftest import LambdaContextStub, load_event, use_function_environment
+
+    use_function_environment(monkeypatch, aws_stack, "RejectsEraserFunction")
+    context = LambdaContextStub()
+    monkeypatch.setattr(context, "get_remaining_time_in_millis", lambda: int(seconds_left * 1000))
+    return app.lambda_handler(load_event("rejects_eraser.json"), context)
+
+
+def test_the_daily_function_erases_what_was_accepted_before_a_delete_and_no_old_version_remains(
+    target: Target, aws_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    deleted_at = ago(30)
+    tombstone(target, "u-deleted", deleted_at)
+    mixed = keep(
+        target,
+        [
+            rejected({"external_id": "u-deleted", "email": PERSONAL, "plan": "before"}, ago(60)),
+            rejected({"external_id": "u-deleted", "plan": "after"}, ago(10)),
+            rejected({"external_id": "u-other", "plan": "other"}, ago(60)),
+        ],
+    )
+    only_deleted = keep(target, [rejected({"external_id": "u-deleted", "plan": "tie"}, deleted_at)])
+    untouched = keep(target, [rejected({"external_id": "u-other", "plan": "kept"}, ago(60))])
+
+    summary = erase_on_schedule(monkeypatch, aws_stack)
+
+    assert summary == {"deleted_users": 1, "files_read": 3, "files_rewritten": 2, "lines_erased": 2, "files_left": 0}
+    store = lines_in(target)
+    assert sorted(line["object"]["plan"] for line in store[mixed]) == ["after", "other"]
+    assert only_deleted not in store  # its one line was a tie with the delete: the file is gone
+    assert [line["object"]["plan"] for line in store[untouched]] == ["kept"]
+    assert versions_of(target, mixed) == 1 and versions_of(target, only_deleted) == 0  # no copy lingers
+    assert PERSONAL not in caplog.text and "u-deleted" not in caplog.text
+
+    again = erase_on_schedule(monkeypatch, aws_stack)  # the next day: nothing left to erase
+    assert again["lines_erased"] == 0 and again["files_read"] == 2
+
+
+def test_the_daily_function_reads_nothing_without_tombstones_and_counts_what_time_left_unread(
+    target: Target, aws_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keep(target, [rejected({"external_id": "u-1", "plan": "x"}, ago(60))])
+    keep(target, [rejected({"external_id": "u-2", "plan": "y"}, ago(60))])
+    assert erase_on_schedule(monkeypatch, aws_stack)["files_read"] == 0
+
+    tombstone(target, "u-1", ago(30))
+    short = erase_on_schedule(monkeypatch, aws_stack, seconds_left=10.0)  # below the 30 s reserve
+    assert short["files_read"] == 0 and short["files_left"] == 2 and short["lines_erased"] == 0
+    assert erase_on_schedule(monkeypatch, aws_stack)["lines_erased"] == 1

@@ -108,6 +108,9 @@ def test_settings_are_frozen() -> None:
         "functions.export_starter.app",
         "functions.export_callback.app",
         "functions.export_copier.app",
+        "functions.import_starter.app",
+        "functions.import_worker.app",
+        "functions.rejects_eraser.app",
     ],
 )
 def test_a_cold_start_with_tracing_off_loads_neither_pydantic_nor_the_xray_sdk(module: str) -> None:

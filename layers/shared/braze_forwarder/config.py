@@ -444,3 +444,13 @@ class ImportSettings(Settings):
 def settings(kind: type[S]) -> S:
     """The validated settings of one kind, read once per execution environment."""
     return kind.from_environ()
+
+
+@settings_class
+class ErasureSettings(Settings):
+    """RejectsEraserFunction: take deleted users' objects out of the rejected-objects store, daily."""
+
+    rejected_bucket: str = setting(min_length=1)
+    user_order_table: str = setting(min_length=1)
+    # Stop reading files this long before the timeout; the next run reads what is left.
+    time_reserve_seconds: float = setting(default=30.0, ge=1, le=300)

@@ -9,12 +9,14 @@ receiver keeps the events it cannot map with `keep` under its own prefix.
 
 Erasure (docs/personal-data.md): `named_users` tells which users (as digests) a record names and
 `accepted_at` when its object was accepted, so a replay can skip a deleted user's objects and
-`erase_lines` can take a user's lines out of a file (the operator's `rejects erase`, `users erase`).
+`erase_lines` can take a user's lines out of a file (erasure.py's daily job, the operator's
+`rejects erase` and `users erase`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
 import uuid
@@ -53,6 +55,29 @@ class S3Rejects:
 
     def keep(self, records: Sequence[dict[str, Any]]) -> str | None:
         return keep(self.bucket, self.prefix, records)
+
+
+# Where the sender (SenderSettings.rejected_prefix), the webhook receiver and the import worker keep them.
+PREFIX = "rejected/"
+WEBHOOKS_PREFIX = f"{PREFIX}webhooks/"
+
+
+def files(s3: Any, bucket: str, since_hour: str = "") -> list[str]:
+    """The record files of the store, from the hour `since_hour` ("YYYY/MM/DD/HH", "" for all) on.
+
+    S3 lists keys in order, so the hours before it are skipped by StartAfter rather than read and
+    dropped (the store grows by the hour). rejected/YYYY/… (and rejected/imports/…) sort before
+    rejected/webhooks/YYYY/…: each tree is listed from its own hour."""
+    direct = itertools.takewhile(
+        lambda key: not key.startswith(WEBHOOKS_PREFIX), _listed(s3, bucket, PREFIX, since_hour)
+    )
+    return [key for key in (*direct, *_listed(s3, bucket, WEBHOOKS_PREFIX, since_hour)) if key.endswith(".jsonl")]
+
+
+def _listed(s3: Any, bucket: str, prefix: str, hour: str) -> Iterator[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, StartAfter=prefix + hour)
+    for page in pages:
+        yield from (item["Key"] for item in page.get("Contents", []))
 
 
 # ---------------------------------------------------------------------- erasure (docs/personal-data.md)
