@@ -122,8 +122,11 @@ def deployed_code(directory: Path) -> list[Path]:
     shutil.copytree(ROOT / "layers" / "shared" / "braze_forwarder", layer / "braze_forwarder", ignore=no_bytecode)
     shutil.copytree(ROOT / "functions", task / "functions", ignore=no_bytecode)
     subprocess.run(
-        ["make", "--silent", "-C", str(ROOT / "layers" / "shared"), "bytecode"]
-        + [f"LAYER_PYTHON={layer}", f"PYTHON312={sys.executable}"],
+        [
+            *("make", "--silent", "-C", str(ROOT / "layers" / "shared"), "bytecode"),
+            f"LAYER_PYTHON={layer}",
+            f"PYTHON312={sys.executable}",
+        ],
         check=True,
         capture_output=True,
     )
