@@ -132,10 +132,13 @@ def accept(
     try:
         for array, objects in batches:
             queued_before = len(items)
+            # Each array encoded in one go and its ':' counted in one call: per object, the loop's
+            # own steps cost a sixth of the handler at 75 objects (`make bench`).
+            encodings = [encode(obj) for obj in objects]
+            colons += "".join(encodings).count(":")
             for index, obj in enumerate(objects):
-                encoded = encode(obj)
+                encoded = encodings[index]
                 size = len(encoded)
-                colons += encoded.count(":")
                 problem = check(array, obj, size, limits)
                 if problem is None and size > max_object_bytes:
                     problem = Problem(
@@ -153,6 +156,13 @@ def accept(
         body.require_unique_keys()
         raise RequestRejected(
             400, "nesting_too_deep", f"the body nests arrays or objects deeper than {max_json_depth} levels"
+        ) from None
+    except ValueError:
+        # The encoder refuses only infinities here: json.loads reads a number past a double's
+        # range (1e400) as one, and neither SQS's JSON nor Braze can carry it.
+        body.require_unique_keys()
+        raise RequestRejected(
+            400, "invalid_number", "a number in the body is too large to be a finite double (such as 1e400)"
         ) from None
     body.require_unique_keys(colons)  # every object is encoded now, so the count proves it cheaply
 
