@@ -27,7 +27,7 @@ from braze_forwarder.braze.validation import (
 from braze_forwarder.http_answers import RequestRejected, braze_message
 from braze_forwarder.ingest import partial
 from braze_forwarder.observability import MetricUnit, logger, metrics, single_metric
-from braze_forwarder.request_body import DeferredKeysBody
+from braze_forwarder.request_body import DeferredKeysBody, non_finite_number
 from braze_forwarder.user_order import OrderRecord
 
 # Answers (and the idempotency records that keep them) list at most this many errors; a request
@@ -161,9 +161,7 @@ def accept(
         # The encoder refuses only infinities here: json.loads reads a number past a double's
         # range (1e400) as one, and neither SQS's JSON nor Braze can carry it.
         body.require_unique_keys()
-        raise RequestRejected(
-            400, "invalid_number", "a number in the body is too large to be a finite double (such as 1e400)"
-        ) from None
+        raise non_finite_number() from None
     body.require_unique_keys(colons)  # every object is encoded now, so the count proves it cheaply
 
     _count_rejections(errors)
