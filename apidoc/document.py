@@ -64,7 +64,7 @@ _CALLBACK_MODULES = ("braze_forwarder.request_body", "braze_forwarder.exports.ca
 WHEN: dict[str, str] = {
     "empty_body": "the request has no body",
     "malformed_json": "the body is not JSON",
-    "invalid_number": "NaN or Infinity in the body",
+    "invalid_number": "NaN, Infinity or a number past a double's range (1e400) in the body",
     "duplicate_key": "an object in the body repeats a key",
     "nesting_too_deep": "the body nests deeper than MAX_JSON_DEPTH (32)",
     "invalid_encoding": "the body is not UTF-8",

@@ -13,6 +13,14 @@ call they make goes to loopback stand-ins — moto's server for SQS, DynamoDB, S
 (AWS_ENDPOINT_URL), the Braze sandbox for Braze — started once per run, the template's resources
 created in it by the local stack's own code. Round after round the minimal function and each handler
 alternate, so a slow spell on this shared machine lands on both sides; medians with the spread.
+
+The code runs as Lambda holds it: /opt and /var/task are read-only there, so a module without
+bytecode in its package is compiled on every cold start. The handlers run from a copy made like
+the deployment package: the layer's braze_forwarder with the bytecode its build ships
+(layers/shared/Makefile, `bytecode`), the functions' app modules without any (SAM's builder leaves
+it out), and nothing written back (PYTHONDONTWRITEBYTECODE). Third-party packages come from the
+environment, compiled as pip installs them: boto3 is precompiled in Lambda's runtime, the layer's
+requirements ship their bytecode with the layer, and the Powertools layer is taken to ship its own.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -106,15 +115,36 @@ def cold_start(module: str, event_path: Path, environment: dict[str, str]) -> tu
     return float(wall), float(cpu), json.loads(lines[-1])
 
 
-def _environment(stack: Any, tracing: bool) -> dict[str, str]:
+def deployed_code(directory: Path) -> list[Path]:
+    """A copy of the code as Lambda holds it (see the module's docstring); the import path to use."""
+    layer, task = directory / "layer" / "python", directory / "task"
+    no_bytecode = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "layers" / "shared" / "braze_forwarder", layer / "braze_forwarder", ignore=no_bytecode)
+    shutil.copytree(ROOT / "functions", task / "functions", ignore=no_bytecode)
+    subprocess.run(
+        [
+            *("make", "--silent", "-C", str(ROOT / "layers" / "shared"), "bytecode"),
+            f"LAYER_PYTHON={layer}",
+            f"PYTHON312={sys.executable}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return [layer, task]
+
+
+def _environment(stack: Any, tracing: bool, code: list[Path] | None = None) -> dict[str, str]:
     # The local stack's environment: every function's variables (one value per name, see
-    # local/runtime.py), with the Braze endpoint and AWS pointed at the stand-ins.
+    # local/runtime.py), with the Braze endpoint and AWS pointed at the stand-ins. `code`: the
+    # import path of a deployed copy (deployed_code), read-only as on Lambda; else this tree.
+    path = code or [ROOT / "layers" / "shared", ROOT]
     return {
         **os.environ,
         **stack.environment,
         **_LAMBDA_ENVIRONMENT,
         "POWERTOOLS_TRACE_DISABLED": "false" if tracing else "true",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "shared"), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join(map(str, path)),
+        **({"PYTHONDONTWRITEBYTECODE": "1"} if code else {}),
         # The functions log at INFO in Lambda; here their lines go to a pipe nobody reads.
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
@@ -133,9 +163,10 @@ def measure(rounds: int = ROUNDS, tracing_modes: tuple[bool, ...] = (False, True
     results = []
     with quiet_stack() as stack, tempfile.TemporaryDirectory() as directory:
         paths = events(stack, Path(directory))
+        code = deployed_code(Path(directory))
         sandbox_calls_before = len(stack.sandbox.requests)
         for tracing in tracing_modes:
-            environment = _environment(stack, tracing)
+            environment = _environment(stack, tracing, code)
             for name, module, _logical_id in HANDLERS:
                 result: dict[str, Any] = {"handler": name, "tracing": tracing, "answers": set()}
                 for key in ("minimal_wall", "minimal_cpu", "handler_wall", "handler_cpu"):

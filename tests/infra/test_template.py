@@ -124,7 +124,11 @@ def test_the_layers_match_the_runtime_and_architecture():
     layer = RESOURCES["SharedLayer"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    # The layer's Makefile builds the arm64 wheels for 3.12 and ships the bytecode (layers/shared/Makefile).
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    makefile = (TEMPLATE.parent / "layers/shared/Makefile").read_text()
+    assert "--platform manylinux2014_aarch64" in makefile and "--python-version 3.12" in makefile
+    assert "--invalidation-mode unchecked-hash" in makefile
     assert not (TEMPLATE.parent / "layers/shared/python").exists()  # SAM adds python/ itself
     powertools = str(GLOBAL_FUNCTION["Layers"][0])
     assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in powertools and "PowertoolsLayerVersion" in powertools

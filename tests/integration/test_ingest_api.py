@@ -198,6 +198,12 @@ def test_header_names_are_matched_whatever_their_case(api, aws_stack):
         ("{", "malformed_json"),
         ('{"events": [NaN]}', "invalid_number"),
         ('{"events": [{"price": Infinity}]}', "invalid_number"),
+        # Past a double's range: json.loads reads these as infinities, which no queue message can carry.
+        ('{"attributes": [{"external_id": "a", "score": 1e400}]}', "invalid_number"),
+        (
+            '{"events": [{"external_id": "a", "name": "n", "time": "2026-11-22T07:00Z", "properties": {"p": -1e999}}]}',
+            "invalid_number",
+        ),
         ('{"events": [], "events": []}', "duplicate_key"),
         ('{"events": [{"external_id": "a", "external_id": "b"}]}', "duplicate_key"),
         # Objects that are valid but for the repeat: caught after encoding, by the colon count.

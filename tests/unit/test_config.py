@@ -100,6 +100,27 @@ def test_settings_are_frozen() -> None:
         config.max_json_depth = 8  # type: ignore[misc]
 
 
+def test_settings_are_made_from_keywords_like_a_dataclass() -> None:
+    # One __init__ serves every settings class (none is generated per class): keywords are checked
+    # and converted, defaults fill the rest, and a missing or unknown keyword is refused.
+    config = IngestSettings(
+        events_queue_url="https://sqs/q",
+        ingest_keys_secret_arn="arn:secret",
+        idempotency_table="t",
+        user_order_table="order",
+        max_json_depth="16",
+    )
+    assert config.max_json_depth == 16
+    assert config.max_body_bytes == IngestSettings.from_environ(INGEST).max_body_bytes
+    assert dataclasses.replace(config, max_json_depth=20).max_json_depth == 20
+    with pytest.raises(ConfigurationError, match="MAX_JSON_DEPTH"):
+        dataclasses.replace(config, max_json_depth=0)
+    with pytest.raises(TypeError, match="idempotency_table"):
+        IngestSettings(events_queue_url="https://sqs/q", ingest_keys_secret_arn="arn:secret", user_order_table="o")
+    with pytest.raises(TypeError, match="max_json_dept"):
+        dataclasses.replace(config, max_json_dept=20)
+
+
 @pytest.mark.parametrize(
     "module",
     [

@@ -6,6 +6,7 @@ import io
 import socket
 
 import pytest
+import requests
 
 from braze_forwarder.config import ConfigurationError, ExportCopierSettings, ExportStarterSettings
 from braze_forwarder.exports import urls
@@ -99,7 +100,7 @@ def test_an_allowed_name_that_resolves_to_a_private_address_is_not_fetched(monke
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))]
 
     monkeypatch.setattr(urls.socket, "getaddrinfo", resolve)
-    monkeypatch.setattr(urls.requests.Session, "get", lambda *a, **k: pytest.fail("must not connect"))
+    monkeypatch.setattr(requests.Session, "get", lambda *a, **k: pytest.fail("must not connect"))
 
     with pytest.raises(urls.DownloadFailed, match="non-public address") as failed:
         urls.download(

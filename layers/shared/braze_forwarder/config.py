@@ -55,13 +55,35 @@ T = TypeVar("T")
 
 @typing.dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(dataclasses.field, setting))
 def settings_class(cls: type[T]) -> type[T]:
-    """A settings class: a frozen, keyword-only dataclass (a function, so type checkers see one)."""
-    return dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+    """A settings class: a frozen, keyword-only dataclass (a function, so type checkers see one).
+
+    Nothing is generated but what freezes it: Settings.__init__ serves every class, and nothing
+    compares or prints settings (each kind is read once, `settings`). Generating an __init__,
+    __eq__, __hash__ and __repr__ for each class was two thirds of this module's import, paid by
+    every function's cold start (`make bench`).
+    """
+    return dataclasses.dataclass(frozen=True, kw_only=True, init=False, eq=False, repr=False)(cls)
 
 
 @settings_class
 class Settings:
     """Base of every function's settings: fields are converted and checked when the object is made."""
+
+    def __init__(self, **values: Any) -> None:
+        """Keyword arguments only, one per field; a field without a default is required."""
+        for spec in dataclasses.fields(self):
+            if spec.name in values:
+                value = values.pop(spec.name)
+            elif spec.default is not dataclasses.MISSING:
+                value = spec.default
+            elif spec.default_factory is not dataclasses.MISSING:
+                value = spec.default_factory()
+            else:
+                raise TypeError(f"{type(self).__name__}() missing the keyword argument {spec.name!r}")
+            object.__setattr__(self, spec.name, value)
+        if values:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments: {', '.join(sorted(values))}")
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         cls: type = type(self)  # annotated: mypy takes type[Settings] for unhashable (the class object is hashable)

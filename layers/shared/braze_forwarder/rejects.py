@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from braze_forwarder import aws
-from braze_forwarder.braze.validation import IDENTIFY_ARRAYS, TRACK_ARRAYS
+from braze_forwarder.braze.shapes import IDENTIFY_ARRAYS, TRACK_ARRAYS
 from braze_forwarder.user_order import identities, user_digest
 
 

@@ -102,7 +102,7 @@ def _parsed(text: str, decoder: json.JSONDecoder) -> Any:
             400, "duplicate_key", "an object in the body repeats a key; each key may appear once"
         ) from None
     except _NonFiniteNumber:
-        raise RequestRejected(400, "invalid_number", "NaN and Infinity are not JSON numbers") from None
+        raise non_finite_number() from None
     except RecursionError:
         raise RequestRejected(400, "nesting_too_deep", "the body nests arrays or objects too deeply") from None
     except ValueError as exc:
@@ -129,6 +129,16 @@ def _position(exc: ValueError) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     return "a number is too long"  # CPython refuses integers of more than 4,300 digits
+
+
+def non_finite_number() -> RequestRejected:
+    """The answer to NaN, Infinity, or a number json.loads reads as an infinity (1e400): no queue
+    message, Braze call or stored answer can carry one."""
+    return RequestRejected(
+        400,
+        "invalid_number",
+        "numbers must be finite; NaN, Infinity and numbers past a double's range (such as 1e400) are refused",
+    )
 
 
 def _too_large(max_bytes: int) -> RequestRejected:

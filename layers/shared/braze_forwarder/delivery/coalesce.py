@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from braze_forwarder.braze.datapoints import CONTROL_KEYS, is_plain, operation
-from braze_forwarder.braze.validation import DEFAULT_LIMITS
+from braze_forwarder.braze.shapes import DEFAULT_LIMITS
 
 PRIMARY_IDENTIFIERS = ("external_id", "user_alias", "braze_id")
 FLAGS = ("_update_existing_only", "push_token_import")

@@ -27,7 +27,7 @@ from braze_forwarder.braze.validation import (
 from braze_forwarder.http_answers import RequestRejected, braze_message
 from braze_forwarder.ingest import partial
 from braze_forwarder.observability import MetricUnit, logger, metrics, single_metric
-from braze_forwarder.request_body import DeferredKeysBody
+from braze_forwarder.request_body import DeferredKeysBody, non_finite_number
 from braze_forwarder.user_order import OrderRecord
 
 # Answers (and the idempotency records that keep them) list at most this many errors; a request
@@ -132,10 +132,13 @@ def accept(
     try:
         for array, objects in batches:
             queued_before = len(items)
+            # Each array encoded in one go and its ':' counted in one call: per object, the loop's
+            # own steps cost a sixth of the handler at 75 objects (`make bench`).
+            encodings = [encode(obj) for obj in objects]
+            colons += "".join(encodings).count(":")
             for index, obj in enumerate(objects):
-                encoded = encode(obj)
+                encoded = encodings[index]
                 size = len(encoded)
-                colons += encoded.count(":")
                 problem = check(array, obj, size, limits)
                 if problem is None and size > max_object_bytes:
                     problem = Problem(
@@ -154,6 +157,11 @@ def accept(
         raise RequestRejected(
             400, "nesting_too_deep", f"the body nests arrays or objects deeper than {max_json_depth} levels"
         ) from None
+    except ValueError:
+        # The encoder refuses only infinities here: json.loads reads a number past a double's
+        # range (1e400) as one, and neither SQS's JSON nor Braze can carry it.
+        body.require_unique_keys()
+        raise non_finite_number() from None
     body.require_unique_keys(colons)  # every object is encoded now, so the count proves it cheaply
 
     _count_rejections(errors)
