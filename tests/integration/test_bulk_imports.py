@@ -251,6 +251,54 @@ def test_a_chunk_queued_twice_after_a_kill_is_delivered_to_braze_once(harness: H
     assert sum(outcome.skipped_already_done for outcome in outcomes) == CHUNK_ROWS
 
 
+@pytest.mark.parametrize("delivered_first", [True, False], ids=["first-copy-delivered", "first-copy-still-queued"])
+def test_a_resumed_range_does_not_queue_again_what_a_sender_already_received(
+    harness: Harness, delivered_first: bool
+) -> None:
+    """The window narrowed: a worker dies after SQS took a chunk. When its range resumes (the handler's
+    parts: the delivery ledger is read), the envelopes a sender already delivered are not sent again —
+    0 rows queued twice; a chunk still waiting in the queue is sent again and skipped by the sender."""
+    harness.put("users/window.ndjson", users_ndjson(3_000))
+    harness.start("users/window.ndjson")
+    real = worker.real_parts(harness.config)
+    calls = {"n": 0}
+
+    def send_then_die(bodies: Sequence[str]) -> None:
+        calls["n"] += 1
+        real.send(bodies)
+        if calls["n"] == 2:
+            raise WorkerKilled()
+
+    url = harness.stack.refs["ImportTasksQueue"]
+    task = harness.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"][0]
+    with pytest.raises(WorkerKilled):
+        worker.run_task(
+            task["Body"], harness.config, worker.WorkerParts(real.table, send_then_die, real.requeue, real.rejected_bucket)
+        )
+    harness.lease_expires(task["Body"])  # its task is back once the dead worker's lease has run out
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=harness.stack.refs["BrazeApiKeySecret"], SecretString=BRAZE_KEY
+    )
+    with BrazeSandbox(SandboxConfig(api_key=BRAZE_KEY, seed=1)) as braze:
+        config = drill_settings(harness.stack, braze.url, budget_enabled=False)
+        first = drain_through_sender(harness, config, 10)[0] if delivered_first else []
+        harness.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=task["ReceiptHandle"], VisibilityTimeout=0)
+        harness.run_tasks(worker_app.worker_parts(harness.config))
+        later = drain_through_sender(harness, config, 10)[0]
+        tracked = [
+            obj["external_id"]
+            for request in braze.requests
+            if request.path == "/users/track" and request.status == 201
+            for obj in request.json.get("attributes", [])
+        ]
+    copies = Counter(first + later)  # envelope id → times it was on the queue
+    assert len(tracked) == len(set(tracked)) == 3_000  # every row reached Braze once
+    if delivered_first:
+        assert max(copies.values()) == 1  # no envelope queued twice
+    else:
+        assert sum(count - 1 for count in copies.values()) == 1  # the interrupted chunk's one envelope
+
+
 def drain_through_sender(
     harness: Harness, config: SenderSettings, per_invocation: int
 ) -> tuple[list[str], list[Outcome]]:
