@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import random
-import resource
 import sys
 import tempfile
 import threading
@@ -56,6 +55,7 @@ BUDGET_PER_SECOND = 40
 # over one, so a killed range waits a minute, not ten.
 WORKER_TIMEOUT_SECONDS = 60
 TASK_VISIBILITY_SECONDS = 65
+LEASE_SECONDS: int | None = None  # None: the template's (the worker's timeout); the smoke test's are shorter
 CHUNK_ROWS = 1000
 RANGES = 8  # the file is cut into about this many ranges (IMPORT_RANGE_BYTES), whatever its size
 KILLS = 8  # about this many worker kills in a killed run, whatever the file's size
@@ -87,9 +87,10 @@ class StackResult:
     calls: int
     rate_limited: int
     calls_seconds: float
+    ledger_writes: int  # BatchWriteItem and PutItem requests on DeliveryLedgerTable
     worker_invocations: int
     sender_invocations: int
-    peak_rss_mib: float
+    rss_mib: float  # the process's resident memory as the run ends, moto's server and the sandbox included
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -207,6 +208,7 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
     from braze_forwarder import aws
     from braze_forwarder.config import settings
     from braze_forwarder.imports import records
+    from local.rate_budget_drill import TableOperations
     from local.stack import Stack, StackOptions
 
     body = users_ndjson(rows)
@@ -225,6 +227,10 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
             "SenderBatchingWindowSeconds": "1",
         },
     )
+    # A fresh stack listens on fresh ports: the functions' cached clients and settings must not
+    # remember the previous one's (several runs share this process).
+    aws.reset()
+    settings.cache_clear()
     stack = Stack(options)
     started = time.monotonic()
     kills = WorkerKills(kill_rate, "", seed)
@@ -240,10 +246,14 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
         # Ranges sized to the file (the template's ImportRangeMB starts at 8 MB): the functions read
         # this process's environment, once per execution environment (settings are cached).
         os.environ["IMPORT_RANGE_BYTES"] = str(max(64 * 1024, len(body) // RANGES + 1))
+        if LEASE_SECONDS is not None:
+            os.environ["IMPORT_LEASE_SECONDS"] = str(LEASE_SECONDS)
         settings.cache_clear()
         kills.events_queue_url = refs["EventsQueue"]
         sqs_events, dynamodb_events = aws.client("sqs").meta.events, aws.client("dynamodb").meta.events
         kills.register(sqs_events, dynamodb_events)
+        ledger = TableOperations(refs["DeliveryLedgerTable"])
+        dynamodb_events.register("before-parameter-build.dynamodb", ledger)
         stack.function(WORKER).wrap_handler(kills.wrap)
         stack.function(SENDER).wrap_handler(queued.wrap)
         table = records.ImportsTable(refs["ImportsTable"], dynamodb=stack.client("dynamodb"))
@@ -253,9 +263,11 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
         stack.client("s3").put_object(Bucket=refs["ImportBucket"], Key=f"users/bench-{rows}.ndjson", Body=body)
         del body
         import_id = _wait_for_import(table, say)
-        stack.wait_until_drained(timeout=24 * 3600, settle=2.0, queues=["ImportTasksQueue", "EventsQueue"])
+        while not stack.wait_until_drained(timeout=30, settle=2.0, queues=["ImportTasksQueue", "EventsQueue"])[0]:
+            say(f"    {stack.sandbox.stats()['calls'].get('/users/track', 0):,} /users/track calls")
         seconds = time.monotonic() - dropped
         kills.unregister(sqs_events, dynamodb_events)
+        dynamodb_events.unregister("before-parameter-build.dynamodb", ledger)
         record = table.get(import_id)
         notes = []
         if record is None or record.status != records.FINISHED:
@@ -294,15 +306,39 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
             calls=calls,
             rate_limited=rate_limited,
             calls_seconds=max(times) - min(times) if times else 0.0,
+            ledger_writes=ledger.counts["BatchWriteItem"] + ledger.counts["PutItem"],
             worker_invocations=stack.function(WORKER).stats.invocations,
             sender_invocations=stack.function(SENDER).stats.invocations,
-            peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            rss_mib=_resident_mib(),
             notes=notes,
         )
     finally:
         stack.stop()
+        _forget_the_stack()
         os.environ.pop("IMPORT_RANGE_BYTES", None)
+        os.environ.pop("IMPORT_LEASE_SECONDS", None)
         settings.cache_clear()
+
+
+def _forget_the_stack() -> None:
+    """What the functions keep for their execution environment (clients, key holders, the secrets
+    provider, the sender's stores) names this stack's ports: the next run's stack has others."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from braze_forwarder import aws
+    from functions.braze_sender.app import reset as reset_sender
+
+    aws.reset()
+    parameters.clear_caches()
+    reset_sender()
+
+
+def _resident_mib() -> float:
+    with open("/proc/self/status") as status:  # Linux; elsewhere the figure is left out
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _wait_for_import(table: Any, say: Callable[[str], None]) -> str:
@@ -331,7 +367,7 @@ def measure(rows: int, kill_rates: tuple[float, ...] | None = None) -> list[Stac
         say(f"  the functions' logs: {log_path}")
         for kill_rate in kill_rates:
             results.append(run(rows, kill_rate=kill_rate, say=say))
-            say(f"  {_label(results[-1])}: {results[-1].seconds:.0f} s")
+            say(f"  {' | '.join(_row(results[-1]))}")
     return results
 
 
@@ -366,29 +402,33 @@ def _label(result: StackResult) -> str:
     return f"{result.rows:,} rows, {kills} worker kills ({points})"
 
 
+def _row(result: StackResult) -> list[str]:
+    rate = result.delivered_calls_per_second
+    window = result.copies_by_kill.get(AFTER_SEND, 0)
+    label = _label(result)
+    if result.notes:  # something the figures alone would hide (an import not finished, a DLQ)
+        label += " — " + "; ".join(result.notes)
+    return [
+        label,
+        f"{result.rows_lost}",
+        f"{result.rows_queued_twice:,} ({window:,} after-send kills)",
+        f"{result.rows_delivered_twice}",
+        f"{result.rate_limited} / {result.calls:,} ({result.rate_limited / (result.calls or 1):.2%})",
+        f"{rate:.1f}/s ({rate / BUDGET_PER_SECOND:.2f})",
+        f"{result.ledger_writes:,}",
+        f"{result.worker_invocations} / {result.sender_invocations}",
+        f"{result.seconds:.0f} s",
+        f"{result.rss_mib:,.0f} MiB",
+    ]
+
+
 def main(rows: int | None = None, kill_rates: tuple[float, ...] | None = None) -> None:
     rows = rows or int(os.environ.get("IMPORT_ROWS") or DEFAULT_ROWS)
-    table = []
-    for result in measure(rows, kill_rates):
-        rate = result.delivered_calls_per_second
-        window = result.copies_by_kill.get(AFTER_SEND, 0)
-        table.append(
-            [
-                _label(result),
-                f"{result.rows_lost}",
-                f"{result.rows_queued_twice:,} ({window:,} after-send kills)",
-                f"{result.rows_delivered_twice}",
-                f"{result.rate_limited} / {result.calls:,} ({result.rate_limited / (result.calls or 1):.2%})",
-                f"{rate:.1f}/s ({rate / BUDGET_PER_SECOND:.2f})",
-                f"{result.seconds:.0f} s",
-                f"{result.peak_rss_mib:,.0f} MiB",
-            ]
-            + ([f"; ".join(result.notes)] if result.notes else [])
-        )
+    table = [_row(result) for result in measure(rows, kill_rates)]
     print_table(
         "Import through the local stack: a file dropped in ImportBucket, fanned out and delivered at the budget",
-        ["run", "lost", "queued twice", "delivered twice", "429s / calls", "accepted calls (÷ budget)", "time",
-         "peak RSS"],
+        ["run", "lost", "queued twice", "delivered twice", "429s / calls", "accepted calls (÷ budget)",
+         "ledger writes", "worker / sender invocations", "time", "RSS at the end"],
         table,
         f"moto server + the stack's event sources + the Braze sandbox at {SANDBOX_REQUESTS_PER_3S} /users/track per "
         f"3 s (Braze's 3,000 ÷ 20), budget {BUDGET_PER_SECOND}/s (0.8); ~{RANGES} ranges, {CHUNK_ROWS}-row chunks; "

@@ -273,7 +273,9 @@ def test_a_resumed_range_does_not_queue_again_what_a_sender_already_received(
     task = harness.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"][0]
     with pytest.raises(WorkerKilled):
         worker.run_task(
-            task["Body"], harness.config, worker.WorkerParts(real.table, send_then_die, real.requeue, real.rejected_bucket)
+            task["Body"],
+            harness.config,
+            worker.WorkerParts(real.table, send_then_die, real.requeue, real.rejected_bucket),
         )
     harness.lease_expires(task["Body"])  # its task is back once the dead worker's lease has run out
     boto3.client("secretsmanager").put_secret_value(
