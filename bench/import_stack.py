@@ -81,6 +81,7 @@ class StackResult:
     rows_queued: int
     rows_queued_twice: int
     copies_by_kill: Counter[str]  # rows queued twice, by the kill point that caused them
+    window_not_resent: int  # after-send kills whose chunk was not queued again (found in the delivery ledger)
     rows_delivered: int
     rows_delivered_twice: int
     rows_lost: int
@@ -292,6 +293,7 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
         for envelope, (times_taken, envelope_rows) in copies.items():
             if times_taken > 1:
                 by_kill[kills.window_envelopes.get(envelope, "other")] += (times_taken - 1) * envelope_rows
+        window_not_resent = sum(copies.get(envelope, (0, 0))[0] == 1 for envelope in kills.window_envelopes)
         missing = sum(1 for n in range(rows) if f"user-{n}" not in delivered)
         return StackResult(
             rows=rows,
@@ -300,6 +302,7 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
             rows_queued=sum(times_taken * envelope_rows for times_taken, envelope_rows in copies.values()),
             rows_queued_twice=sum(by_kill.values()),
             copies_by_kill=by_kill,
+            window_not_resent=window_not_resent,
             rows_delivered=len(delivered),
             rows_delivered_twice=sum(count - 1 for count in delivered.values() if count > 1),
             rows_lost=missing,
@@ -411,7 +414,7 @@ def _row(result: StackResult) -> list[str]:
     return [
         label,
         f"{result.rows_lost}",
-        f"{result.rows_queued_twice:,} ({window:,} after-send kills)",
+        f"{result.rows_queued_twice:,} ({window:,} after-send kills; {result.window_not_resent} not resent)",
         f"{result.rows_delivered_twice}",
         f"{result.rate_limited} / {result.calls:,} ({result.rate_limited / (result.calls or 1):.2%})",
         f"{rate:.1f}/s ({rate / BUDGET_PER_SECOND:.2f})",
