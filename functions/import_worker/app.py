@@ -1,35 +1,23 @@
 """ImportWorkerFunction: each ImportTasksQueue message → one range of an import's file queued for the sender."""
 
-import dataclasses
-
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from braze_forwarder.config import ImportSettings, settings
-from braze_forwarder.delivery.ledger import DynamoLedger
-from braze_forwarder.imports.worker import WorkerParts, real_parts, run_task
+from braze_forwarder.imports.worker import real_parts, run_task
 from braze_forwarder.observability import MetricUnit, logger, metrics, tracer
 
 # One range a record; a failed one goes back to the queue alone and resumes from its last chunk.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def worker_parts(config: ImportSettings) -> WorkerParts:
-    """The real parts, with the sender's delivery ledger to read when a crashed range resumes."""
-    parts = real_parts(config)
-    if config.ledger_table:
-        ledger = DynamoLedger(config.ledger_table, ttl_seconds=0)  # read only: the TTL is the sender's to set
-        parts = dataclasses.replace(parts, already_queued=lambda ids: ledger.done_positions(ids).keys())
-    return parts
-
-
 def run_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
     config = settings(ImportSettings)
     try:
         return run_task(
-            record.body, config, worker_parts(config), lambda: lambda_context.get_remaining_time_in_millis() / 1000
+            record.body, config, real_parts(config), lambda: lambda_context.get_remaining_time_in_millis() / 1000
         )
     except Exception:
         metrics.add_metric(name="ImportTasksRetried", unit=MetricUnit.Count, value=1)

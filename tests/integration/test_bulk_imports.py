@@ -255,8 +255,8 @@ def test_a_chunk_queued_twice_after_a_kill_is_delivered_to_braze_once(harness: H
 def test_a_resumed_range_does_not_queue_again_what_a_sender_already_received(
     harness: Harness, delivered_first: bool
 ) -> None:
-    """The window narrowed: a worker dies after SQS took a chunk. When its range resumes (the handler's
-    parts: the delivery ledger is read), the envelopes a sender already delivered are not sent again —
+    """The window narrowed: a worker dies after SQS took a chunk. When its range resumes (the real parts:
+    the delivery ledger is read), the envelopes a sender already delivered are not sent again —
     0 rows queued twice; a chunk still waiting in the queue is sent again and skipped by the sender."""
     harness.put("users/window.ndjson", users_ndjson(3_000))
     harness.start("users/window.ndjson")
@@ -285,7 +285,7 @@ def test_a_resumed_range_does_not_queue_again_what_a_sender_already_received(
         config = drill_settings(harness.stack, braze.url, budget_enabled=False)
         first = drain_through_sender(harness, config, 10)[0] if delivered_first else []
         harness.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=task["ReceiptHandle"], VisibilityTimeout=0)
-        harness.run_tasks(worker_app.worker_parts(harness.config))
+        harness.run_tasks(worker.real_parts(harness.config))
         later = drain_through_sender(harness, config, 10)[0]
         tracked = [
             obj["external_id"]

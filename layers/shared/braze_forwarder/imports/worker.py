@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from braze_forwarder import aws, queue, rows
+from braze_forwarder import aws, ledger_entries, queue, rows
 from braze_forwarder.braze.validation import NestingTooDeep, check_track_object
 from braze_forwarder.config import ImportSettings
 from braze_forwarder.imports import ranges, records, tasks
@@ -57,11 +57,13 @@ class WorkerParts:
 
 
 def real_parts(config: ImportSettings) -> WorkerParts:
+    ledger = config.ledger_table
     return WorkerParts(
         table=records.ImportsTable(config.imports_table, config.import_ttl_days),
         send=lambda bodies: queue.send_messages(config.events_queue_url, bodies),
         requeue=lambda body: queue.send_messages(config.import_tasks_queue_url, [body]),
         rejected_bucket=config.rejected_bucket,
+        already_queued=(lambda ids: ledger_entries.done_positions(ledger, ids).keys()) if ledger else None,
     )
 
 
