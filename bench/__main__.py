@@ -9,7 +9,7 @@ from bench import (
     cost,
     datapoints,
     exports,
-    import_scale,
+    import_stack,
     imports,
     ingest,
     latency,
@@ -29,7 +29,7 @@ def main() -> None:
     ordering.main()
     exports.main()
     imports.main()
-    import_scale.main()
+    import_stack.main()
     coldstart.main()
     cost.main()
     latency.main()

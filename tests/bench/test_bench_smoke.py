@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench import coldstart, cost, import_scale
+from bench import coldstart, cost, import_stack
 
 pytestmark = pytest.mark.local
 
@@ -56,13 +56,18 @@ def test_the_cost_table_adds_every_charge_from_the_counted_calls():
     assert table[("FunctionUrl", "75/request", "no")] == pytest.approx(ingest / 75 + sender / 75, abs=0.001)
 
 
-def test_a_tiny_import_at_scale_loses_no_row_and_delivers_none_twice_with_workers_killed(monkeypatch):
-    monkeypatch.setattr(import_scale, "KILL_RATE", 0.3)  # 3,000 rows, 1,000-row chunks: kills happen
-    calm, killed = import_scale.measure(3_000)
+def test_a_tiny_import_through_the_local_stack_loses_no_row_and_delivers_none_twice_with_workers_killed(
+    monkeypatch,
+):
+    # 3,000 rows in 1,000-row chunks, a kill at every other chunk; a killed range comes back in seconds.
+    monkeypatch.setattr(import_stack, "LEASE_SECONDS", 2)
+    monkeypatch.setattr(import_stack, "TASK_VISIBILITY_SECONDS", 3)
+    calm, killed = import_stack.measure(3_000, kill_rates=(0.0, 0.5))
 
     for result in (calm, killed):
         assert result.rows_lost == 0 and result.rows_delivered == 3_000
         assert result.rows_delivered_twice == 0
         assert result.rows_queued == 3_000 + result.rows_queued_twice
-    assert calm.kills == 0 and calm.rows_queued_twice == 0
-    assert killed.kills > 0
+        assert result.calls >= 3_000 // 75 and not result.notes
+    assert not calm.kills and calm.rows_queued_twice == 0
+    assert sum(killed.kills.values()) > 0 and killed.worker_invocations > calm.worker_invocations

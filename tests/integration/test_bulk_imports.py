@@ -4,6 +4,7 @@ EventsQueue counted item by item — every row queued once, after crashes too.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -124,6 +125,21 @@ def users_ndjson(count: int) -> bytes:
     )
 
 
+def dying_after_second_send(config: ImportSettings) -> worker.WorkerParts:
+    """The real parts, but the worker dies right after SQS took its second chunk: the acknowledgement
+    is never written."""
+    real = worker.real_parts(config)
+    calls = {"n": 0}
+
+    def send_then_die(bodies: Sequence[str]) -> None:
+        calls["n"] += 1
+        real.send(bodies)
+        if calls["n"] == 2:
+            raise WorkerKilled()
+
+    return dataclasses.replace(real, send=send_then_die)
+
+
 def rows_twice(items: list[tuple[str, dict[str, Any], queue.Envelope]]) -> int:
     counts = Counter(obj["external_id"] for _, obj, _ in items)
     return sum(count - 1 for count in counts.values() if count > 1)
@@ -196,16 +212,8 @@ def test_a_worker_killed_after_sqs_took_a_chunk_queues_that_chunk_twice_with_the
     """The one window SQS standard leaves open (docs/imports.md): counted, and recognisable."""
     harness.put("users/window.ndjson", users_ndjson(3_000))
     started = harness.start("users/window.ndjson")
-    real = worker.real_parts(harness.config)
-    calls = {"n": 0}
-
-    def send_then_die(bodies: Sequence[str]) -> None:
-        calls["n"] += 1
-        real.send(bodies)
-        if calls["n"] == 2:  # SQS has the chunk; the acknowledgement is never written
-            raise WorkerKilled()
-
-    harness.run_tasks(worker.WorkerParts(real.table, send_then_die, real.requeue, real.rejected_bucket))
+    dying = dying_after_second_send(harness.config)
+    harness.run_tasks(dying)
     items = harness.queued()
     assert len({obj["external_id"] for _, obj, _ in items}) == 3_000
     twice = rows_twice(items)
@@ -223,16 +231,8 @@ def test_a_chunk_queued_twice_after_a_kill_is_delivered_to_braze_once(harness: H
     is recognised by its id; either way it is skipped."""
     harness.put("users/window.ndjson", users_ndjson(3_000))
     harness.start("users/window.ndjson")
-    real = worker.real_parts(harness.config)
-    calls = {"n": 0}
-
-    def send_then_die(bodies: Sequence[str]) -> None:
-        calls["n"] += 1
-        real.send(bodies)
-        if calls["n"] == 2:
-            raise WorkerKilled()
-
-    harness.run_tasks(worker.WorkerParts(real.table, send_then_die, real.requeue, real.rejected_bucket))
+    dying = dying_after_second_send(harness.config)
+    harness.run_tasks(dying)
     boto3.client("secretsmanager").put_secret_value(
         SecretId=harness.stack.refs["BrazeApiKeySecret"], SecretString=BRAZE_KEY
     )
@@ -249,6 +249,48 @@ def test_a_chunk_queued_twice_after_a_kill_is_delivered_to_braze_once(harness: H
     assert sum(count - 1 for count in ids.values()) >= 1  # the chunk was on the queue twice
     assert len(tracked) == len(set(tracked)) == 3_000  # every row reached Braze, none twice
     assert sum(outcome.skipped_already_done for outcome in outcomes) == CHUNK_ROWS
+
+
+@pytest.mark.parametrize("delivered_first", [True, False], ids=["first-copy-delivered", "first-copy-still-queued"])
+def test_a_resumed_range_does_not_queue_again_what_a_sender_already_received(
+    harness: Harness, delivered_first: bool
+) -> None:
+    """The window narrowed: a worker dies after SQS took a chunk. When its range resumes (the real parts:
+    the delivery ledger is read), the envelopes a sender already delivered are not sent again —
+    0 rows queued twice; a chunk still waiting in the queue is sent again and skipped by the sender."""
+    harness.put("users/window.ndjson", users_ndjson(3_000))
+    harness.start("users/window.ndjson")
+    dying = dying_after_second_send(harness.config)
+    url = harness.stack.refs["ImportTasksQueue"]
+    task = harness.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"][0]
+    with pytest.raises(WorkerKilled):
+        worker.run_task(
+            task["Body"],
+            harness.config,
+            dying,
+        )
+    harness.lease_expires(task["Body"])  # its task is back once the dead worker's lease has run out
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=harness.stack.refs["BrazeApiKeySecret"], SecretString=BRAZE_KEY
+    )
+    with BrazeSandbox(SandboxConfig(api_key=BRAZE_KEY, seed=1)) as braze:
+        config = drill_settings(harness.stack, braze.url, budget_enabled=False)
+        first = drain_through_sender(harness, config, 10)[0] if delivered_first else []
+        harness.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=task["ReceiptHandle"], VisibilityTimeout=0)
+        harness.run_tasks(worker.real_parts(harness.config))
+        later = drain_through_sender(harness, config, 10)[0]
+        tracked = [
+            obj["external_id"]
+            for request in braze.requests
+            if request.path == "/users/track" and request.status == 201
+            for obj in request.json.get("attributes", [])
+        ]
+    copies = Counter(first + later)  # envelope id → times it was on the queue
+    assert len(tracked) == len(set(tracked)) == 3_000  # every row reached Braze once
+    if delivered_first:
+        assert max(copies.values()) == 1  # no envelope queued twice
+    else:
+        assert sum(count - 1 for count in copies.values()) == 1  # the interrupted chunk's one envelope
 
 
 def drain_through_sender(

@@ -460,6 +460,9 @@ class ImportSettings(Settings):
     time_reserve_seconds: float = setting(default=20.0, ge=0.5, le=300)
     # A range's lease: at least the worker's timeout, so a live worker never loses it.
     import_lease_seconds: int = setting(default=900, ge=1, le=3600)
+    # The sender's delivery ledger, read when a crashed range resumes ("" = not read): envelopes of
+    # the interrupted chunk a sender already received are not queued again.
+    ledger_table: str = ""
 
 
 @functools.cache

@@ -18,9 +18,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from braze_forwarder import aws
+from braze_forwarder import aws, ledger_entries
 
-_BATCH_GET_KEYS = 100
 _BATCH_ATTEMPTS = 5
 _BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit
 
@@ -47,30 +46,7 @@ class DynamoLedger:
         self.ttl_seconds = ttl_seconds
 
     def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
-        table = self.table
-        ids = list(dict.fromkeys(envelope_ids))
-        found: dict[str, frozenset[int]] = {}
-        for start in range(0, len(ids), _BATCH_GET_KEYS):
-            request = {
-                table: {
-                    "Keys": [
-                        {"message_id": {"S": envelope_id}} for envelope_id in ids[start : start + _BATCH_GET_KEYS]
-                    ],
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "message_id, done",
-                }
-            }
-            for attempt in range(_BATCH_ATTEMPTS):
-                response = aws.client("dynamodb").batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(table, []):
-                    found[item["message_id"]["S"]] = frozenset(int(n) for n in item["done"]["NS"])
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise RuntimeError("the delivery ledger left keys unprocessed after retries")
-        return found
+        return ledger_entries.done_positions(self.table, envelope_ids)
 
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
         item = self._item(envelope_id, positions)

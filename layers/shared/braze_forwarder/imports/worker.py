@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from braze_forwarder import aws, queue, rows
+from braze_forwarder import aws, ledger_entries, queue, rows
 from braze_forwarder.braze.validation import NestingTooDeep, check_track_object
 from braze_forwarder.config import ImportSettings
 from braze_forwarder.imports import ranges, records, tasks
@@ -51,14 +51,19 @@ class WorkerParts:
     send: Callable[[Sequence[str]], None]  # envelopes onto EventsQueue; raises queue.QueueUnavailable
     requeue: Callable[[str], None]  # a task onto ImportTasksQueue (a range handed on)
     rejected_bucket: str
+    # Of these envelope ids, the ones a sender has already received (they are in the delivery ledger):
+    # SQS took them before a crash, so a resumed range does not queue them again. None: not consulted.
+    already_queued: Callable[[Sequence[str]], Collection[str]] | None = None
 
 
 def real_parts(config: ImportSettings) -> WorkerParts:
+    ledger = config.ledger_table
     return WorkerParts(
         table=records.ImportsTable(config.imports_table, config.import_ttl_days),
         send=lambda bodies: queue.send_messages(config.events_queue_url, bodies),
         requeue=lambda body: queue.send_messages(config.import_tasks_queue_url, [body]),
         rejected_bucket=config.rejected_bucket,
+        already_queued=(lambda ids: ledger_entries.done_positions(ledger, ids).keys()) if ledger else None,
     )
 
 
@@ -96,6 +101,8 @@ def run_task(
     if state.done:  # acknowledged whole by an earlier attempt, which may have died before finishing the import
         finish_if_done(parts.table, task.import_id)
         return "done"
+    # A lease nobody released: the last worker died (or stalled) holding it, maybe after SQS took a chunk.
+    crashed = state.lease_owner is not None
     owner = uuid.uuid4().hex
     lease_ms = config.import_lease_seconds * 1000
     if not parts.table.claim(task.import_id, task.range, owner, lease_ms):
@@ -104,7 +111,7 @@ def run_task(
         # timeout (ten times the worker's timeout, longer than any lease) and finds the range done
         # or free; dropping it could orphan the range of a worker that died.
         raise RangeBusy(f"range {task.range} of {task.import_id} is held by another worker")
-    return _Range(config, parts, record, state, owner, remaining_seconds).run()
+    return _Range(config, parts, record, state, owner, remaining_seconds, crashed).run()
 
 
 class _Range:
@@ -116,9 +123,12 @@ class _Range:
         state: records.Range,
         owner: str,
         remaining_seconds: Callable[[], float] | None,
+        crashed: bool = False,
     ) -> None:
         self.config, self.parts, self.record, self.state, self.owner = config, parts, record, state, owner
         self.remaining_seconds = remaining_seconds
+        # The first chunk of a range resumed after a crash may be on the queue already (see _queue).
+        self.check_first_chunk = crashed and parts.already_queued is not None
         self.array = rows.ARRAYS[record.kind]
         self.source = f"import:{record.import_id}"
         self.max_object_bytes = queue.max_object_bytes(
@@ -268,12 +278,36 @@ class _Range:
             dedupe=True,  # the ids above are deterministic: the sender skips a copy queued twice
         )
         pending = [position for position in range(len(bodies)) if position not in sent_before]
+        if self.check_first_chunk:
+            pending = self._not_yet_received(chunk, pending)
         try:
             self.parts.send([bodies[position] for position in pending])
         except queue.QueueUnavailable as exc:
             accepted = {pending[i] for i in exc.queued_positions}
             self.parts.table.remember_sent(record.import_id, index, self.owner, chunk, accepted | sent_before)
             raise
+
+    def _not_yet_received(self, chunk: int, pending: list[int]) -> list[int]:
+        """The envelopes of the interrupted chunk that no sender has received yet.
+
+        A worker that died after SQS took a chunk and before acknowledging it leaves that chunk on
+        the queue; resending it would queue it twice (the sender would skip the copy). By the time a
+        crashed range's task comes back (the tasks queue's visibility timeout, ten worker timeouts)
+        a sender has usually delivered the first copy and recorded its id in the delivery ledger:
+        those envelopes are not sent again. One consistent read, once per resumed range. An envelope
+        still waiting in the queue is not in the ledger yet and is sent again, as before.
+        """
+        self.check_first_chunk = False
+        assert self.parts.already_queued is not None
+        record, index = self.record, self.state.index
+        ids = {envelope_id(record.import_id, index, chunk, position): position for position in pending}
+        received = set(self.parts.already_queued(list(ids)))
+        if received:
+            logger.info(
+                "envelopes of the interrupted chunk were delivered already; not queued again",
+                extra={"chunk": chunk, "envelopes": len(received)},
+            )
+        return [position for envelope, position in ids.items() if envelope not in received]
 
     def _rejection(
         self, line: ranges.Line, error_type: str, reason: str, text: str | None = None, obj: Any = None
