@@ -189,7 +189,34 @@ def test_a_held_message_keeps_its_envelope_fields_and_indexes(store, events_queu
         original.accepted_at,
     )
     assert [(i.index, i.object["properties"]["seq"]) for i in held.items] == [(1, 1), (2, 2)]
-    assert held.id != original.id
+    assert held.id != original.id and held.dedupe
+
+
+def test_the_same_objects_held_twice_go_back_as_copies_of_one_envelope_the_ledger_delivers_once(
+    store, events_queue
+):
+    """A sender killed after queueing held objects and before marking them done meets the message
+    again and holds them again: both copies carry one deterministic id, marked dedupe."""
+    store.put([OrderRecord("alias", ALICE, at(10))])
+    batch = parcels("track", [event("alice", 1), event("alice", 2)], at(11))
+    ids = []
+    for _ in range(2):
+        judge, _ = gate(store, events_queue)
+        judge.hold_delay_seconds = 0
+        assert judge.open([dataclasses.replace(p) for p in batch]) == []
+        [message] = boto3.client("sqs").receive_message(QueueUrl=events_queue, MaxNumberOfMessages=10)["Messages"]
+        copy = queue.decode(message["Body"])
+        assert copy.dedupe
+        ids.append(copy.id)
+        ordering.forget_snapshots()
+    assert ids[0] == ids[1]
+
+    other = parcels("track", [event("alice", 1)], at(11))  # another message: another copy id
+    judge, _ = gate(store, events_queue)
+    judge.hold_delay_seconds = 0
+    judge.open(other)
+    [message] = boto3.client("sqs").receive_message(QueueUrl=events_queue, MaxNumberOfMessages=10)["Messages"]
+    assert queue.decode(message["Body"]).id != ids[0]
 
 
 def test_a_delete_before_its_fence_goes_back_with_the_remaining_delay(store, events_queue):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -74,6 +75,11 @@ PENDING_LOOKBACK_SECONDS = 3600
 # delivered or falls out of the lookback, after which they are sent ahead of it.
 OVERDUE_SECONDS = 900
 _SQS_MAX_DELAY_SECONDS = 900
+# Ids of the copies that send objects back to the queue (uuid5 in a namespace of our own): the same
+# objects of the same message always get the same copy ids, marked `dedupe`. A sender killed after
+# the copy was queued and before its message's positions were marked done sends the message's
+# objects back again; the ledger then delivers the two copies once.
+_COPY_NAMESPACE = uuid.UUID("0d1c4b6e-3f7a-4c52-8e19-7a2b5d9c6f31")
 _SQS_MAX_MESSAGE_BYTES = 256 * 1024
 
 Judgement = Literal["send", "drop", "hold", "after_merge"]
@@ -346,6 +352,7 @@ class OrderGate:
             envelope = group[0].message.envelope
             assert envelope is not None
             items = [(p.array, p.index, queue.encode_object(p.object)) for p in group]
+            copy_of = f"{envelope.id}/{count}/" + ",".join(str(p.position) for p in group)
             try:
                 bodies = queue.build_messages(
                     envelope.kind,
@@ -355,6 +362,8 @@ class OrderGate:
                     max_message_bytes=max(_SQS_MAX_MESSAGE_BYTES, len(group[0].message.body)),
                     received_at=envelope.received_at,
                     accepted_at=envelope.order_time,
+                    envelope_id=lambda n, copy_of=copy_of: str(uuid.uuid5(_COPY_NAMESPACE, f"{copy_of}/{n}")),
+                    dedupe=True,
                 )
                 queue.send_messages(self.queue_url, bodies, delay_seconds=min(delay_seconds, _SQS_MAX_DELAY_SECONDS))
             except Exception:
