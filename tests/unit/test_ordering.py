@@ -192,9 +192,7 @@ def test_a_held_message_keeps_its_envelope_fields_and_indexes(store, events_queu
     assert held.id != original.id and held.dedupe
 
 
-def test_the_same_objects_held_twice_go_back_as_copies_of_one_envelope_the_ledger_delivers_once(
-    store, events_queue
-):
+def test_the_same_objects_held_twice_go_back_as_copies_of_one_envelope_the_ledger_delivers_once(store, events_queue):
     """A sender killed after queueing held objects and before marking them done meets the message
     again and holds them again: both copies carry one deterministic id, marked dedupe."""
     store.put([OrderRecord("alias", ALICE, at(10))])

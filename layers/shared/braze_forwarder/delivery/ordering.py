@@ -352,7 +352,7 @@ class OrderGate:
             envelope = group[0].message.envelope
             assert envelope is not None
             items = [(p.array, p.index, queue.encode_object(p.object)) for p in group]
-            copy_of = f"{envelope.id}/{count}/" + ",".join(str(p.position) for p in group)
+            copy_ids = _copy_ids(f"{envelope.id}/{count}/" + ",".join(str(p.position) for p in group))
             try:
                 bodies = queue.build_messages(
                     envelope.kind,
@@ -362,7 +362,7 @@ class OrderGate:
                     max_message_bytes=max(_SQS_MAX_MESSAGE_BYTES, len(group[0].message.body)),
                     received_at=envelope.received_at,
                     accepted_at=envelope.order_time,
-                    envelope_id=lambda n, copy_of=copy_of: str(uuid.uuid5(_COPY_NAMESPACE, f"{copy_of}/{n}")),
+                    envelope_id=copy_ids,
                     dedupe=True,
                 )
                 queue.send_messages(self.queue_url, bodies, delay_seconds=min(delay_seconds, _SQS_MAX_DELAY_SECONDS))
@@ -374,6 +374,11 @@ class OrderGate:
             for parcel in group:
                 parcel.state = State.HELD
             self.counts[count] += len(group)
+
+
+def _copy_ids(copy_of: str) -> Callable[[int], str]:
+    """The envelope ids of the copies of `copy_of` (an envelope id, why, and the positions sent back)."""
+    return lambda number: str(uuid.uuid5(_COPY_NAMESPACE, f"{copy_of}/{number}"))
 
 
 def _forget_older(snapshot: Snapshot, since: str) -> None:
