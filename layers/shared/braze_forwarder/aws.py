@@ -9,12 +9,17 @@ One session for every client: a session loads botocore's endpoint rules, partiti
 list once and keeps them, so each further client only loads its own service model. A session per
 client (and Powertools' get_secret makes its own) loaded them again each time: about 50 ms of CPU
 per client on a cold start (`make bench`, cold-start table).
+
+Also here: DynamoDB's batch calls with their retries of what DynamoDB leaves unprocessed, written
+once for the ledger, the attribute state and the import records.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import boto3
@@ -57,3 +62,42 @@ def reset() -> None:
     """Forget every cached client and the session (tests switch between moto mocks)."""
     client.cache_clear()
     _session.cache_clear()
+
+
+# ---------------------------------------------------------------------- DynamoDB batches
+
+BATCH_GET_KEYS = 100  # BatchGetItem's limit
+BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit
+_BATCH_ATTEMPTS = 5
+
+
+def batch_get(dynamodb: Any, table: str, keys: Sequence[dict[str, Any]], **read: Any) -> Iterator[dict[str, Any]]:
+    """Every item of `table` found for `keys`, BatchGetItem by BatchGetItem; what DynamoDB leaves
+    unprocessed (throttling) is asked again with backoff. `read`: ConsistentRead, ProjectionExpression."""
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        request: dict[str, Any] = {table: {"Keys": list(keys[start : start + BATCH_GET_KEYS]), **read}}
+        for attempt in range(_BATCH_ATTEMPTS):
+            response = dynamodb.batch_get_item(RequestItems=request)
+            yield from response.get("Responses", {}).get(table, [])
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(0.05 * 2**attempt)
+        else:
+            raise RuntimeError(f"DynamoDB left keys of {table} unread after {_BATCH_ATTEMPTS} attempts")
+
+
+def batch_put(dynamodb: Any, table: str, items: Sequence[dict[str, Any]], attempts: int = _BATCH_ATTEMPTS) -> None:
+    """Put every item, BatchWriteItem by BatchWriteItem; unprocessed ones are written again with backoff."""
+    for start in range(0, len(items), BATCH_WRITE_ITEMS):
+        request: dict[str, Any] = {
+            table: [{"PutRequest": {"Item": item}} for item in items[start : start + BATCH_WRITE_ITEMS]]
+        }
+        for attempt in range(attempts):
+            response = dynamodb.batch_write_item(RequestItems=request)
+            request = response.get("UnprocessedItems") or {}
+            if not request:
+                break
+            time.sleep(0.05 * 2**attempt)
+        else:
+            raise RuntimeError(f"DynamoDB left items of {table} unwritten after {attempts} attempts")

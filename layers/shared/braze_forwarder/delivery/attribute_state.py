@@ -28,8 +28,6 @@ from braze_forwarder.user_order import user_digest
 
 PREFIX = "a."
 UNKNOWN = "-"
-_BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
-_BATCH_GET_ATTEMPTS = 5
 # UpdateItem expressions are limited to 4 KB and 300 operators; 100 assignments stay well inside.
 _SETS_PER_UPDATE = 100
 
@@ -90,32 +88,17 @@ class DynamoAttributeStore:
         return self._dynamodb or aws.client("dynamodb")
 
     def read(self, users: Collection[str]) -> dict[str, dict[str, Written]]:
-        ids = list(dict.fromkeys(users))
-        found: dict[str, dict[str, Written]] = {}
-        for start in range(0, len(ids), _BATCH_GET_KEYS):
-            # Consistent: a value that the previous batch just recorded must be seen, or an older
-            # value arriving right after a newer one would not be recognised as older.
-            request = {
-                self.table: {
-                    "Keys": [{"user": {"S": user}} for user in ids[start : start + _BATCH_GET_KEYS]],
-                    "ConsistentRead": True,
-                }
+        keys = [{"user": {"S": user}} for user in dict.fromkeys(users)]
+        # Consistent: a value that the previous batch just recorded must be seen, or an older
+        # value arriving right after a newer one would not be recognised as older.
+        return {
+            item["user"]["S"]: {
+                name[len(PREFIX) :]: Written.decode(value["S"])
+                for name, value in item.items()
+                if name.startswith(PREFIX) and "S" in value
             }
-            for attempt in range(_BATCH_GET_ATTEMPTS):
-                response = self.client().batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    found[item["user"]["S"]] = {
-                        name[len(PREFIX) :]: Written.decode(value["S"])
-                        for name, value in item.items()
-                        if name.startswith(PREFIX) and "S" in value
-                    }
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise RuntimeError("the attribute state table left keys unprocessed after retries")
-        return found
+            for item in aws.batch_get(self.client(), self.table, keys, ConsistentRead=True)
+        }
 
     def write(self, user: str, attributes: Mapping[str, Written]) -> None:
         names = list(attributes)

@@ -20,9 +20,6 @@ from typing import Any, Protocol
 
 from braze_forwarder import aws, ledger_entries
 
-_BATCH_ATTEMPTS = 5
-_BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit
-
 
 class Ledger(Protocol):
     def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
@@ -55,18 +52,7 @@ class DynamoLedger:
 
     def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
         items = [item for envelope_id, positions in entries.items() if (item := self._item(envelope_id, positions))]
-        for start in range(0, len(items), _BATCH_WRITE_ITEMS):
-            request = {
-                self.table: [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH_WRITE_ITEMS]]
-            }
-            for attempt in range(_BATCH_ATTEMPTS):
-                response = aws.client("dynamodb").batch_write_item(RequestItems=request)
-                request = response.get("UnprocessedItems") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise RuntimeError("the delivery ledger left writes unprocessed after retries")
+        aws.batch_put(aws.client("dynamodb"), self.table, items)
 
     def _item(self, envelope_id: str, positions: Iterable[int]) -> dict[str, Any] | None:
         numbers = sorted(set(positions))

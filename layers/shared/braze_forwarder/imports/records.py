@@ -145,34 +145,20 @@ class ImportsTable:
         return True
 
     def put_ranges(self, import_id: str, ranges: list[Range], expires_at: int) -> None:
-        db = self.db
-        for first in range(0, len(ranges), 25):
-            requests = [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            **self._key(import_id, range_item(r.index)),
-                            "range_start": _n(r.start),
-                            "range_end": _n(r.end),
-                            "next_byte": _n(r.start),
-                            "lines_read": _n(0),
-                            "chunks_done": _n(0),
-                            "range_done": {"BOOL": False},
-                            "expires_at": _n(expires_at),
-                        }
-                    }
-                }
-                for r in ranges[first : first + 25]
-            ]
-            pending: dict[str, Any] = {self.table: requests}
-            for attempt in range(8):
-                answer = db.batch_write_item(RequestItems=pending)
-                pending = answer.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise RuntimeError("DynamoDB left range items unwritten after retries")
+        items = [
+            {
+                **self._key(import_id, range_item(r.index)),
+                "range_start": _n(r.start),
+                "range_end": _n(r.end),
+                "next_byte": _n(r.start),
+                "lines_read": _n(0),
+                "chunks_done": _n(0),
+                "range_done": {"BOOL": False},
+                "expires_at": _n(expires_at),
+            }
+            for r in ranges
+        ]
+        aws.batch_put(self.db, self.table, items, attempts=8)
 
     def missing_ranges(self, import_id: str, ranges: list[Range], expires_at: int) -> None:
         """Write the ranges a crashed start did not (a range that exists keeps its progress)."""
