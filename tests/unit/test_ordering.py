@@ -339,8 +339,22 @@ def test_records_undelivered_past_the_overdue_time_are_counted_once_read_again(s
 
     assert judge.counts["overdue"] == 1  # the stuck delete; not the recent one, not the delivered merge
 
-    # A warm snapshot carries the stuck delete; delivered meanwhile, it is read again and not counted.
+    # A warm snapshot carries the stuck delete; delivered meanwhile, it is read again (at most once
+    # a minute) and no longer counted.
     store.mark_delivered(stuck)
-    judge2, _ = gate(store)
+    judge2, _ = gate(store, now=time.time() + ordering._OVERDUE_RECHECK_EVERY_SECONDS + 1)
     judge2.open(parcels("track", [event("dave")], at(21)))
     assert judge2.counts["overdue"] == 0
+
+
+def test_overdue_records_are_read_again_at_most_25_an_invocation(store):
+    old = ordering._iso(time.time() - ordering.OVERDUE_SECONDS - 60)
+    store.put([OrderRecord("alias", user_digest(("external_id", f"u{n}")), old) for n in range(40)])
+    reads = []
+    real_get = store.get
+    store.get = lambda record: reads.append(record) or real_get(record)  # counts the store's reads
+
+    judge, _ = gate(store)
+    judge.open(parcels("track", [event("dave")], at(20)))
+
+    assert judge.counts["overdue"] == 40 and len(reads) == ordering._OVERDUE_RECHECKS_PER_INVOCATION

@@ -74,6 +74,11 @@ PENDING_LOOKBACK_SECONDS = 3600
 # a message on its way to the DLQ, or Braze down. It holds its user's later objects until it is
 # delivered or falls out of the lookback, after which they are sent ahead of it.
 OVERDUE_SECONDS = 900
+# An overdue record is read again before it is counted (a warm snapshot may carry one delivered
+# since), but at most this many an invocation and each at most once a minute per execution
+# environment: during an outage hundreds may be overdue, and the count only feeds an alarm.
+_OVERDUE_RECHECKS_PER_INVOCATION = 25
+_OVERDUE_RECHECK_EVERY_SECONDS = 60.0
 _SQS_MAX_DELAY_SECONDS = 900
 # Ids of the copies that send objects back to the queue (uuid5 in a namespace of our own): the same
 # objects of the same message always get the same copy ids, marked `dedupe`. A sender killed after
@@ -87,11 +92,14 @@ Judgement = Literal["send", "drop", "hold", "after_merge"]
 # The last snapshot of each table, kept by the warm execution environment: the next invocation
 # asks only for the records written since.
 _warm: dict[str, Snapshot] = {}
+# When each overdue record was last read again (the gate's clock), by sort key, in this environment.
+_overdue_read: dict[str, float] = {}
 
 
 def forget_snapshots() -> None:
     """Drop the warm snapshots (the handler's reset: tests switch tables)."""
     _warm.clear()
+    _overdue_read.clear()
 
 
 def parcel_user(kind: str, array: str, obj: Any) -> Any:
@@ -250,16 +258,23 @@ class OrderGate:
         )
 
     def _count_overdue(self, now: float) -> None:
-        """Count the snapshot's records undelivered OVERDUE_SECONDS after acceptance, each read again
-        first (a warm snapshot may carry one delivered since): OrderRecordsOverdue, a gauge."""
+        """Count the snapshot's records undelivered OVERDUE_SECONDS after acceptance, the oldest read
+        again first (within the limits above): OrderRecordsOverdue, a gauge."""
         snapshot = self.snapshot
         assert snapshot is not None
         cutoff = _iso(now - OVERDUE_SECONDS)
         records = [r for same_user in snapshot.records.values() for r in same_user]
-        late = [r for r in records if not r.delivered and r.accepted_at < cutoff]
+        late = sorted((r for r in records if not r.delivered and r.accepted_at < cutoff), key=lambda r: r.accepted_at)
+        rechecks = 0
         for record in late:
-            self._rechecked.add(record.key["sk"]["S"])  # _judge need not read it again
-            current = self.store.recheck(snapshot, record)
+            sk = record.key["sk"]["S"]
+            current: OrderRecord | None = record
+            due = now - _overdue_read.get(sk, -math.inf) >= _OVERDUE_RECHECK_EVERY_SECONDS
+            if due and rechecks < _OVERDUE_RECHECKS_PER_INVOCATION:
+                rechecks += 1
+                _overdue_read[sk] = now
+                self._rechecked.add(sk)  # _judge need not read it again
+                current = self.store.recheck(snapshot, record)
             if current is not None and not current.delivered:
                 self.counts["overdue"] += 1
 
