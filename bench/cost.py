@@ -6,7 +6,10 @@ the local stack's moto server and Braze sandbox (bench/coldstart.quiet_stack, in
 AWS calls they make counted per invocation. Every charge is counted from those counts: API Gateway
 (HttpApi door), Lambda requests and GB-s of both functions at the template's MemorySize, SQS send
 (per 64 KiB chunk), the event source's receives and deletes, DynamoDB reads and writes (idempotency
-when a key is sent, the sender's ledger), and S3 where used.
+when a key is sent, the sender's ledger), S3 where used, and CloudWatch Logs: the bytes each handler
+writes to stdout (log lines and Powertools' metric documents, measured per invocation) plus the
+platform's START/END/REPORT lines unless the function's LoggingConfig drops them (SystemLogLevel
+WARN, as the template sets for the ingest function; docs/performance.md).
 
 Billed duration on Lambda is not this machine's. Lambda gives a function CPU in proportion to its
 memory: one vCPU at 1,769 MB, so 256 MB gets about a seventh of one. The CPU time measured here is
@@ -44,6 +47,14 @@ SQS_CHUNK_BYTES = 64 * 1024
 DYNAMODB_PER_READ_UNIT = 0.125 / 1e6  # on demand
 DYNAMODB_PER_WRITE_UNIT = 0.625 / 1e6  # on demand
 S3_PER_PUT = 0.005 / 1000
+LOGS_PER_BYTE = 0.50 / 1e9  # CloudWatch Logs ingestion (Lambda logs, first 10 TB a month), per GB of 10^9 bytes
+# What the platform writes per invocation in the Text log format (JSON's platform records are longer).
+PLATFORM_LINES = (
+    "START RequestId: 6d8a2c4e-0f3b-4b8e-9d57-2f1e8c7a9b10 Version: $LATEST\n"
+    "END RequestId: 6d8a2c4e-0f3b-4b8e-9d57-2f1e8c7a9b10\n"
+    "REPORT RequestId: 6d8a2c4e-0f3b-4b8e-9d57-2f1e8c7a9b10\tDuration: 14.52 ms\tBilled Duration: 15 ms\t"
+    "Memory Size: 256 MB\tMax Memory Used: 92 MB\t\n"
+)
 
 FULL_VCPU_MB = 1769  # Lambda: one vCPU's worth of CPU at 1,769 MB of memory
 BRAZE_LATENCY_SECONDS = 0.05  # the sandbox's answer time, as bench/standin.py's throughput figure
@@ -61,6 +72,26 @@ def _template_memory() -> dict[str, int]:
     default = template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)
     return {
         logical_id: int(resource.get("Properties", {}).get("MemorySize", default))
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
+
+
+def _template_platform_log_bytes() -> dict[str, int]:
+    """Per function, the platform's bytes per invocation: none where its LoggingConfig keeps only WARN."""
+    from sam_template import load_template
+
+    template = load_template(ROOT / "template.yaml")
+    parameters = template.get("Parameters", {})
+
+    def platform_bytes(logging_config: dict[str, Any]) -> int:
+        level = logging_config.get("SystemLogLevel", "INFO")
+        if isinstance(level, dict) and "Ref" in level:  # a template parameter: its default
+            level = parameters[level["Ref"]]["Default"]
+        return 0 if level == "WARN" else len(PLATFORM_LINES.encode())
+
+    return {
+        logical_id: platform_bytes(resource.get("Properties", {}).get("LoggingConfig", {}))
         for logical_id, resource in template["Resources"].items()
         if resource.get("Type") == "AWS::Serverless::Function"
     }
@@ -130,7 +161,7 @@ def measure(rounds: int = ROUNDS, sender_batches: int = SENDER_BATCHES) -> dict[
     """Warm ingest figures per request shape, and sender figures per batch, with the calls they made."""
     from bench.coldstart import _environment, quiet_stack
 
-    figures: dict[str, Any] = {"memory_mb": _template_memory()}
+    figures: dict[str, Any] = {"memory_mb": _template_memory(), "platform_log_bytes": _template_platform_log_bytes()}
     with quiet_stack(BRAZE_LATENCY_SECONDS) as stack, tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         queue_url = stack.functions["IngestApiFunction"].environment["EVENTS_QUEUE_URL"]
@@ -185,6 +216,11 @@ def _objects_per_message(records: list[dict[str, Any]]) -> float:
     return statistics.mean(len(json.loads(record["body"]).get("items", [])) for record in records)
 
 
+def _log_bytes(runs: list[dict[str, Any]]) -> float:
+    """The median bytes a handler wrote to stdout per invocation."""
+    return statistics.median(run["log_bytes"] for run in runs)
+
+
 def _median_run(runs: list[dict[str, Any]], memory_mb: int) -> tuple[int, float, float, Counter[str]]:
     """(billed ms of the median run, median wall ms, median CPU ms, calls per invocation)."""
     billed = [billed_ms(run["wall_ms"], run["cpu_ms"], memory_mb) for run in runs]
@@ -218,48 +254,57 @@ def _aws_cost(calls: Counter[str], sqs_chunks_per_send: int) -> float:
 
 
 def costs(figures: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
-    memory = figures["memory_mb"]
+    memory, platform = figures["memory_mb"], figures["platform_log_bytes"]
     ingest_mb, sender_mb = memory["IngestApiFunction"], memory["BrazeSenderFunction"]
     rows, notes = [], []
     for objects in (1, 75):
         sender = figures[f"sender-{objects}"]
         sender_billed, sender_wall, sender_cpu, sender_calls = _median_run(sender["runs"], sender_mb)
+        sender_log_bytes = _log_bytes(sender["runs"]) + platform["BrazeSenderFunction"]
+        sender_logs = sender_log_bytes * LOGS_PER_BYTE / sender["objects"]
         per_object_sender = (
             LAMBDA_PER_REQUEST
             + sender_billed / 1000 * sender_mb / 1024 * LAMBDA_PER_GB_SECOND
             + _aws_cost(sender_calls, 1)
             # The event source's receives and deletes: up to 10 messages each.
             + 2 * math.ceil(sender["messages"] / SQS_RECEIVE_MESSAGES) * SQS_PER_REQUEST
-        ) / sender["objects"]
+        ) / sender["objects"] + sender_logs
         notes.append(
             f"sender, {sender['messages']} messages of {objects} object(s): billed {sender_billed} ms "
             f"(wall {sender_wall:.0f}, CPU {sender_cpu:.0f}) at {sender_mb} MB, "
-            f"{sender['braze_calls_per_batch']:.1f} Braze calls, AWS calls {dict(sender_calls)}"
+            f"{sender['braze_calls_per_batch']:.1f} Braze calls, AWS calls {dict(sender_calls)}, "
+            f"{sender_log_bytes:.0f} log bytes"
         )
         for keyed in (False, True):
             ingest = figures[f"ingest-{objects}-{'key' if keyed else 'nokey'}"]
             billed, wall, cpu, calls = _median_run(ingest["runs"], ingest_mb)
             chunks = max(1, math.ceil(ingest["body_bytes"] / SQS_CHUNK_BYTES))
+            ingest_log_bytes = _log_bytes(ingest["runs"]) + platform["IngestApiFunction"]
+            logs = ingest_log_bytes * LOGS_PER_BYTE + objects * sender_logs
             per_request = (
                 LAMBDA_PER_REQUEST
                 + billed / 1000 * ingest_mb / 1024 * LAMBDA_PER_GB_SECOND
                 + _aws_cost(calls, chunks)
+                + ingest_log_bytes * LOGS_PER_BYTE
                 + objects * per_object_sender
             )
             notes.append(
                 f"ingest, {objects} object(s){', Idempotency-Key' if keyed else ''}: billed {billed} ms "
-                f"(wall {wall:.1f}, CPU {cpu:.1f}) at {ingest_mb} MB, AWS calls {dict(calls)}"
+                f"(wall {wall:.1f}, CPU {cpu:.1f}) at {ingest_mb} MB, AWS calls {dict(calls)}, "
+                f"{ingest_log_bytes:.0f} log bytes"
             )
             for door, api in (("FunctionUrl", 0.0), ("HttpApi", HTTP_API_PER_REQUEST)):
                 total = per_request + api
                 unit = "request" if objects == 1 else "object"
-                figure = total if objects == 1 else total / objects
+                per = 1 if objects == 1 else objects
                 rows.append(
                     [
                         door,
                         f"{objects}/request",
                         "yes" if keyed else "no",
-                        f"${figure * 1e6:.3f}",
+                        f"${total / per * 1e6:.3f}",
+                        f"${(total - logs) / per * 1e6:.3f}",
+                        f"${logs / per * 1e6:.3f}",
                         f"per million {unit}s",
                     ]
                 )
@@ -283,11 +328,13 @@ def main(rounds: int = ROUNDS, sender_batches: int = SENDER_BATCHES) -> None:
     rows, notes = run(rounds, sender_batches)
     print_table(
         "Cost per million (all charges; measured durations)",
-        ["front door", "objects", "Idempotency-Key", "cost", "unit"],
+        ["front door", "objects", "Idempotency-Key", "cost", "before logs", "of which logs", "unit"],
         rows,
         f"{PRICES_AS_OF}: HTTP API $1.00/M, Lambda arm64 $0.20/M + $0.0000133334/GB-s, SQS $0.40/M "
         "(64 KiB chunks; send + the event source's receive and delete), DynamoDB $0.125/M RRU and $0.625/M WRU, "
-        f"S3 PUT $0.005/1000; billed ms = CPU × {FULL_VCPU_MB}/MemorySize + waiting, rounded up; "
+        "S3 PUT $0.005/1000, CloudWatch Logs $0.50/GB ingested (what the handlers write, measured, and the "
+        "platform's START/END/REPORT lines where kept); "
+        f"billed ms = CPU × {FULL_VCPU_MB}/MemorySize + waiting, rounded up; "
         f"Braze answers in {BRAZE_LATENCY_SECONDS * 1000:.0f} ms; goals ≤ $0.70 per million single-object "
         "requests (FunctionUrl), ≤ $0.10 per million objects at 75",
     )

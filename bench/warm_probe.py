@@ -3,10 +3,13 @@
 `python bench/warm_probe.py HANDLER EVENT_FILE...` imports the handler and invokes it once per
 event file, in order, as one execution environment would. For each invocation it prints a JSON
 line: wall-clock ms, CPU ms of this process (the handler and its threads, nothing else: the AWS and
-Braze stand-ins run in bench/cost.py's process) and the AWS calls made, by service and operation.
+Braze stand-ins run in bench/cost.py's process), the AWS calls made, by service and operation,
+and the bytes the handler wrote to stdout (its log lines and metrics: what CloudWatch Logs ingests
+from it; the probe's own lines go to the real stdout, uncounted).
 """
 
 import importlib
+import io
 import json
 import sys
 import time
@@ -30,7 +33,21 @@ class _Context:
         return 60_000
 
 
+class _CountingStdout(io.TextIOBase):
+    """stdout as the handler sees it: counts the UTF-8 bytes written, passes nothing on."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode())
+        return len(text)
+
+
 def main() -> None:
+    real_stdout, counted = sys.stdout, _CountingStdout()
+    # Before the import: Powertools' Logger keeps the stream it finds when it is created.
+    sys.stdout = counted
     handler = importlib.import_module(sys.argv[1]).lambda_handler
     from braze_forwarder import aws
 
@@ -46,6 +63,7 @@ def main() -> None:
         with open(path, encoding="utf-8") as file:
             event = json.load(file)
         calls.clear()
+        counted.bytes = 0
         wall, cpu = time.perf_counter(), time.process_time()
         answer = handler(event, _Context())
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -53,7 +71,8 @@ def main() -> None:
         failures = len(answer.get("batchItemFailures", [])) if isinstance(answer, dict) else None
         line = {"wall_ms": wall * 1000, "cpu_ms": cpu * 1000, "calls": dict(calls), "status": status}
         line["failures"] = failures
-        print("WARM " + json.dumps(line), flush=True)
+        line["log_bytes"] = counted.bytes
+        print("WARM " + json.dumps(line), file=real_stdout, flush=True)
 
 
 if __name__ == "__main__":

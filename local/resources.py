@@ -61,6 +61,9 @@ class LocalStack:
             if name == "Fn::Select":
                 index, items = argument
                 return self.resolve(items)[int(self.resolve(index))]
+            if name == "Fn::FindInMap":
+                mapping, top, second = (self.resolve(item) for item in argument)
+                return self.template["Mappings"][mapping][top][second]
             if name == "Fn::Split":
                 delimiter, text = argument
                 return str(self.resolve(text)).split(str(delimiter))

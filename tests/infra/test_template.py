@@ -407,3 +407,22 @@ def test_one_parameter_turns_tracing_on_for_lambda_and_powertools_together(
 def test_tracing_is_off_unless_asked_for() -> None:
     """The X-Ray SDK costs ~150 ms of every cold start (make bench)."""
     assert TEMPLATE_DOC["Parameters"]["TracingEnabled"]["Default"] == "false"
+
+
+@pytest.mark.parametrize("logical_id", ["IngestApiFunction", "IngestUrlFunction"])
+@pytest.mark.parametrize(("log_level", "lambda_level"), [("DEBUG", "DEBUG"), ("INFO", "INFO"), ("WARNING", "WARN")])
+def test_the_ingest_drops_lambdas_per_request_lines_and_keeps_the_chosen_log_level(
+    logical_id: str, log_level: str, lambda_level: str
+) -> None:
+    """Lambda's level filter takes precedence over Powertools' (POWERTOOLS_LOG_LEVEL): it must say the same."""
+    stack = defaults()
+    stack.parameters["LogLevel"] = log_level
+    logging_config = {
+        name: stack.resolve(value)
+        for name, value in TEMPLATE_DOC["Resources"][logical_id]["Properties"]["LoggingConfig"].items()
+        if name != "LogGroup"  # a resource the local stack does not create
+    }
+    assert logging_config["LogFormat"] == "JSON"  # Lambda filters by level only in JSON
+    assert logging_config["ApplicationLogLevel"] == lambda_level
+    assert logging_config["SystemLogLevel"] == "WARN"  # no START/END/REPORT per request, unless asked for
+    assert TEMPLATE_DOC["Parameters"]["IngestSystemLogLevel"]["AllowedValues"] == ["WARN", "INFO", "DEBUG"]

@@ -325,6 +325,30 @@ def test_a_401_rereads_the_rotated_key_once_and_delivers(send, braze, aws_stack)
     assert processed_seqs(braze) == Counter(range(3))
 
 
+def test_concurrent_calls_of_a_cold_start_read_the_key_once(send, braze, monkeypatch):
+    from braze_forwarder import aws
+
+    monkeypatch.setenv("BRAZE_MAX_IN_FLIGHT", "8")  # the template's default
+
+    reads = []
+
+    def read_slowly(model: Any, **_: Any) -> None:
+        if model.name == "GetSecretValue":
+            reads.append(model.name)
+            time.sleep(0.2)  # a real round trip's worth: the other threads ask for the key meanwhile
+
+    aws.share_session_with_powertools()
+    aws.client("secretsmanager").meta.events.register("before-call", read_slowly)
+    # A track call and an identify call: two endpoint families, sent at once from two threads.
+    alias = {"external_id": "user-identified", "user_alias": {"alias_name": "d1", "alias_label": "device"}}
+
+    response = send(envelope(events(0, 3)), envelope([("aliases_to_identify", alias)], kind="identify"))
+
+    assert failed_ids(response) == []
+    assert sorted(r.path for r in braze.requests) == ["/users/identify", "/users/track"]
+    assert reads == ["GetSecretValue"]  # one read, however many threads wanted the key first
+
+
 def test_a_wrong_key_fails_the_batch_after_one_reread_and_says_what_to_fix(send, braze, aws_stack, logs):
     boto3.client("secretsmanager").put_secret_value(SecretId=aws_stack.refs["BrazeApiKeySecret"], SecretString="wrong")
 

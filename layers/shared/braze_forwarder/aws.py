@@ -40,10 +40,18 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-@functools.cache
+_clients: dict[str, Any] = {}
+
+
 def client(service: str) -> Any:
-    with _session_lock:
-        return _session().client(service, config=_CLIENT_CONFIG)
+    try:
+        return _clients[service]
+    except KeyError:
+        pass
+    with _session_lock:  # checked again under the lock: threads that missed together make one client
+        if service not in _clients:
+            _clients[service] = _session().client(service, config=_CLIENT_CONFIG)
+        return _clients[service]
 
 
 def share_session_with_powertools() -> None:
@@ -60,8 +68,9 @@ def share_session_with_powertools() -> None:
 
 def reset() -> None:
     """Forget every cached client and the session (tests switch between moto mocks)."""
-    client.cache_clear()
-    _session.cache_clear()
+    with _session_lock:
+        _clients.clear()
+        _session.cache_clear()
 
 
 # ---------------------------------------------------------------------- DynamoDB batches

@@ -1,6 +1,8 @@
 """The Braze REST API key, from Secrets Manager.
 
-Read through Powertools parameters, cached for BRAZE_API_KEY_MAX_AGE_SECONDS. A 401 from Braze
+Read through Powertools parameters, cached for BRAZE_API_KEY_MAX_AGE_SECONDS, by one caller at a
+time: the sender's Braze threads all want the key at once on a cold start, and without the lock each
+of them read the secret (one GetSecretValue each, ~4 ms of CPU apiece). A 401 from Braze
 re-reads it once (the key may have been rotated); every call that saw the old key fail shares
 that one re-read. The key is only ever put in the Authorization header, never logged.
 """
@@ -25,9 +27,10 @@ class ApiKey:
         self.generation = 0
 
     def value(self) -> tuple[str, int]:
-        aws.share_session_with_powertools()
-        key = parameters.get_secret(self._secret_arn, max_age=self._max_age_seconds)
-        return str(key).strip(), self.generation
+        with self._lock:  # a cache hit is a dict lookup; a miss is read once, whoever else waits
+            aws.share_session_with_powertools()
+            key = parameters.get_secret(self._secret_arn, max_age=self._max_age_seconds)
+            return str(key).strip(), self.generation
 
     def refresh(self, seen_generation: int) -> None:
         """Re-read the secret once per generation, however many calls saw the old key fail."""
