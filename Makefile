@@ -23,7 +23,7 @@ export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)
 SCALE ?= full
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint format bench soak run openapi build validate deploy clean
+.PHONY: help setup test lint format bench soak run openapi models build validate deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-9s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ openapi: $(STAMP) ## write openapi.json from the code (make test fails while it 
 $(SAM_VENV)/bin/sam:
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
+
+models: $(STAMP) ## cut botocore's DynamoDB model to the operations the package calls (after adding one)
+	$(VENV)/bin/python layers/shared/trim_botocore_models.py
 
 build: $(if $(filter sam,$(SAM)),,$(SAM_VENV)/bin/sam) ## sam build (needs python3.12 on PATH, as SAM does)
 	$(SAM) build

@@ -9,7 +9,8 @@ AWS calls they make counted per invocation. Every charge is counted from those c
 when a key is sent, the sender's ledger), S3 where used, and CloudWatch Logs: the bytes each handler
 writes to stdout (log lines and Powertools' metric documents, measured per invocation) plus the
 platform's START/END/REPORT lines unless the function's LoggingConfig drops them (SystemLogLevel
-WARN, as the template sets for the ingest function; docs/performance.md).
+WARN, as the template sets for the ingest function; docs/performance.md), and for the HTTP API door
+its access log line (the template's format with a typical request's values).
 
 Billed duration on Lambda is not this machine's. Lambda gives a function CPU in proportion to its
 memory: one vCPU at 1,769 MB, so 256 MB gets about a seventh of one. The CPU time measured here is
@@ -97,6 +98,33 @@ def _template_platform_log_bytes() -> dict[str, int]:
     }
 
 
+# A request's values for the HTTP API's access log format ($context variables), to size one line.
+_ACCESS_LOG_SAMPLE = {
+    "requestId": "Xa1bCdEfIAMEb_g=",
+    "identity.sourceIp": "203.0.113.42",
+    "requestTime": "07/Dec/2026:15:20:34 +0000",
+    "httpMethod": "POST",
+    "path": "/users/track",
+    "status": "202",
+    "responseLength": "63",
+    "responseLatency": "18",
+    "integrationErrorMessage": "-",
+}
+
+
+def _template_access_log_bytes() -> int:
+    """One HTTP API access log line (the template's format, a typical request's values) with its newline."""
+    import re
+
+    from sam_template import load_template
+
+    template = load_template(ROOT / "template.yaml")
+    [api] = [r for r in template["Resources"].values() if r.get("Type") == "AWS::Serverless::HttpApi"]
+    line_format = api["Properties"]["AccessLogSettings"]["Format"]
+    line = re.sub(r"\$context\.([A-Za-z.]+)", lambda m: _ACCESS_LOG_SAMPLE.get(m.group(1), "x" * 16), line_format)
+    return len(line.encode()) + 1
+
+
 def billed_ms(wall_ms: float, cpu_ms: float, memory_mb: int) -> int:
     scale = max(1.0, FULL_VCPU_MB / memory_mb)
     return math.ceil(cpu_ms * scale + max(0.0, wall_ms - cpu_ms))
@@ -161,7 +189,11 @@ def measure(rounds: int = ROUNDS, sender_batches: int = SENDER_BATCHES) -> dict[
     """Warm ingest figures per request shape, and sender figures per batch, with the calls they made."""
     from bench.coldstart import _environment, quiet_stack
 
-    figures: dict[str, Any] = {"memory_mb": _template_memory(), "platform_log_bytes": _template_platform_log_bytes()}
+    figures: dict[str, Any] = {
+        "memory_mb": _template_memory(),
+        "platform_log_bytes": _template_platform_log_bytes(),
+        "access_log_bytes": _template_access_log_bytes(),
+    }
     with quiet_stack(BRAZE_LATENCY_SECONDS) as stack, tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         queue_url = stack.functions["IngestApiFunction"].environment["EVENTS_QUEUE_URL"]
@@ -293,7 +325,11 @@ def costs(figures: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
                 f"(wall {wall:.1f}, CPU {cpu:.1f}) at {ingest_mb} MB, AWS calls {dict(calls)}, "
                 f"{ingest_log_bytes:.0f} log bytes"
             )
-            for door, api in (("FunctionUrl", 0.0), ("HttpApi", HTTP_API_PER_REQUEST)):
+            access_logs = figures["access_log_bytes"] * LOGS_PER_BYTE  # the HTTP API's line per request
+            for door, api, door_logs in (
+                ("FunctionUrl", 0.0, 0.0),
+                ("HttpApi", HTTP_API_PER_REQUEST + access_logs, access_logs),
+            ):
                 total = per_request + api
                 unit = "request" if objects == 1 else "object"
                 per = 1 if objects == 1 else objects
@@ -303,8 +339,8 @@ def costs(figures: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
                         f"{objects}/request",
                         "yes" if keyed else "no",
                         f"${total / per * 1e6:.3f}",
-                        f"${(total - logs) / per * 1e6:.3f}",
-                        f"${logs / per * 1e6:.3f}",
+                        f"${(total - logs - door_logs) / per * 1e6:.3f}",
+                        f"${(logs + door_logs) / per * 1e6:.3f}",
                         f"per million {unit}s",
                     ]
                 )
@@ -333,7 +369,7 @@ def main(rounds: int = ROUNDS, sender_batches: int = SENDER_BATCHES) -> None:
         f"{PRICES_AS_OF}: HTTP API $1.00/M, Lambda arm64 $0.20/M + $0.0000133334/GB-s, SQS $0.40/M "
         "(64 KiB chunks; send + the event source's receive and delete), DynamoDB $0.125/M RRU and $0.625/M WRU, "
         "S3 PUT $0.005/1000, CloudWatch Logs $0.50/GB ingested (what the handlers write, measured, and the "
-        "platform's START/END/REPORT lines where kept); "
+        "platform's START/END/REPORT lines where kept, and the HTTP API's access log line); "
         f"billed ms = CPU × {FULL_VCPU_MB}/MemorySize + waiting, rounded up; "
         f"Braze answers in {BRAZE_LATENCY_SECONDS * 1000:.0f} ms; goals ≤ $0.70 per million single-object "
         "requests (FunctionUrl), ≤ $0.10 per million objects at 75",

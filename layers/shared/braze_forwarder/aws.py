@@ -8,7 +8,9 @@ no code here knows the difference.
 One session for every client: a session loads botocore's endpoint rules, partitions and service
 list once and keeps them, so each further client only loads its own service model. A session per
 client (and Powertools' get_secret makes its own) loaded them again each time: about 50 ms of CPU
-per client on a cold start (`make bench`, cold-start table).
+per client on a cold start (`make bench`, cold-start table). The session reads DynamoDB's model
+from this package's cut-down copy (botocore_models/, written by `make models`): only the operations
+called here, no documentation, a quarter of the parse.
 
 Also here: DynamoDB's batch calls with their retries of what DynamoDB leaves unprocessed, written
 once for the ledger, the attribute state and the import records.
@@ -17,12 +19,15 @@ once for the ledger, the attribute state and the import records.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 
 _CLIENT_CONFIG = Config(
@@ -35,9 +40,17 @@ _CLIENT_CONFIG = Config(
 _session_lock = threading.Lock()
 
 
+# Service models cut to the operations this package calls (layers/shared/trim_botocore_models.py):
+# DynamoDB's full model took ~9 ms of CPU to parse on the first client of every cold start.
+_MODELS = Path(__file__).resolve().parent / "botocore_models"
+
+
 @functools.cache
 def _session() -> boto3.session.Session:
-    return boto3.session.Session()
+    core = botocore.session.Session()
+    searched_too = core.get_config_variable("data_path")  # AWS_DATA_PATH, if someone set it
+    core.set_config_variable("data_path", os.pathsep.join(filter(None, (str(_MODELS), searched_too))))
+    return boto3.session.Session(botocore_session=core)
 
 
 _clients: dict[str, Any] = {}
