@@ -1,4 +1,5 @@
-"""Duplicate keys: the ingest path's colon count must agree with the strict parse on every body."""
+"""Reading a body: the ingest path's colon count must agree with the strict parse on every body, and
+msgspec (compiled_json) must read exactly what the standard parser reads, or leave the body to it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from braze_forwarder import queue, request_body
+from braze_forwarder import compiled_json, queue, request_body
 from braze_forwarder.http_answers import RequestRejected
 from braze_forwarder.ingest import service
 from braze_forwarder.request_body import parse_json, parse_json_deferring_keys
@@ -63,13 +64,111 @@ def test_the_colon_count_finds_exactly_the_repeats_the_strict_parse_finds(value)
     data = _text(value).encode()
     deferred = parse_json_deferring_keys(data)
 
+    encode = compiled_json.encode_objects if deferred.compiled else lambda objects: map(queue.encode_object, objects)
     try:
-        deferred.require_unique_keys(queue.encode_object(deferred.document).count(":"))
+        deferred.require_unique_keys("".join(encode([deferred.document])).count(":"))
         verdict = None
     except RequestRejected as rejected:
         verdict = rejected.type
 
     assert verdict == _strict_verdict(data)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values, an int never equal to a float (1 == 1.0 in Python)."""
+    return json.dumps(a, ensure_ascii=True) == json.dumps(b, ensure_ascii=True)
+
+
+def _standard_read(data: bytes) -> tuple[bool, Any]:
+    """What the ingest read before msgspec: the standard parser, last of repeated keys kept."""
+    try:
+        return True, json.loads(data.decode("utf-8"), parse_constant=float.__call__)
+    except (ValueError, RecursionError):
+        return False, None
+
+
+damaged = st.tuples(values, st.integers(min_value=0, max_value=60), st.binary(max_size=3), st.booleans())
+
+
+@settings(max_examples=600, deadline=None)
+@given(damaged)
+def test_msgspec_reads_only_what_the_standard_parser_reads_and_reads_it_the_same(case):
+    value, at, extra, replace = case
+    text = _text(value).encode()
+    data = text[:at] + extra + text[at + (len(extra) if replace else 0) :]
+
+    read, document = compiled_json.decode(data)
+
+    if read:  # whatever msgspec takes, the standard parser takes too, as the same document
+        standard, expected = _standard_read(data)
+        assert standard and _same(document, expected)
+        assert not any(isinstance(x, float) and x != x for x in [document])  # no NaN
+        assert b"NaN" not in data or not read or "NaN" in json.dumps(document)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values)
+def test_msgspecs_encoding_is_the_queue_encodings_json_in_ascii_with_as_many_colons(value):
+    read, document = compiled_json.decode(_text(value).encode())
+    if not read:
+        return  # the standard path's body: encoded by queue.encode_object, as before
+    objects = document if isinstance(document, list) else [document]
+
+    for obj, encoded in zip(objects, compiled_json.encode_objects(objects), strict=True):
+        assert encoded.isascii()
+        assert _same(json.loads(encoded), obj)
+        assert encoded.count(":") == queue.encode_object(obj).count(":")  # what DeferredKeysBody counts
+
+
+@pytest.mark.parametrize(
+    ("body", "answer"),
+    [
+        (
+            b'{"events":[{"external_id":"u","name":"e","time":"2026-11-22T07:00:00Z","properties":{"v":1e400}}]}',
+            "invalid_number",
+        ),
+        (
+            b'{"events":[{"external_id":"u","name":"e","time":"2026-11-22T07:00:00Z","properties":{"v":NaN}}]}',
+            "invalid_number",
+        ),
+        (b'{"events":[' + b"[" * 5000 + b"]" * 5000 + b"]}", "nesting_too_deep"),
+        (b'{"events":[{"external_id":"u","external_id":"v"}]}', "duplicate_key"),
+        (b'{"events":[{"external_id":"' + bytes([0xFF]) + b'"}]}', "invalid_encoding"),
+    ],
+)
+def test_bodies_the_standard_parser_refused_get_the_answers_they_always_got(monkeypatch, body, answer):
+    monkeypatch.setattr(service.queue, "send_messages", lambda _url, _messages, **_options: None)
+    with pytest.raises(RequestRejected) as rejected:
+        service.accept(
+            service.TRACK,
+            parse_json_deferring_keys(body),
+            client="tests",
+            correlation_id=None,
+            queue_url="unused",
+            max_message_bytes=256 * 1024,
+            max_json_depth=20,
+        )
+    assert rejected.value.type == answer
+
+
+def test_a_lone_surrogate_msgspec_refuses_is_read_and_queued_escaped_as_before(monkeypatch):
+    sent: list[str] = []
+    monkeypatch.setattr(service.queue, "send_messages", lambda _url, messages, **_options: sent.extend(messages))
+    body = b'{"events":[{"external_id":"u","name":"e\\ud800","time":"2026-11-22T07:00:00Z"}]}'
+
+    parsed = parse_json_deferring_keys(body)
+    answer = service.accept(
+        service.TRACK,
+        parsed,
+        client="tests",
+        correlation_id=None,
+        queue_url="unused",
+        max_message_bytes=256 * 1024,
+        max_json_depth=20,
+    )
+
+    assert not parsed.compiled and answer.status == 202
+    assert "\\ud800" in sent[0]
 
 
 def _event(i: int, **extra: Any) -> dict[str, Any]:

@@ -69,6 +69,7 @@ class DeferredKeysBody:
     document: Any
     data: bytes
     colons: int | None  # ':' in the body's text; None when an escaped colon makes the count unreliable
+    compiled: bool = False  # read by msgspec (compiled_json): its objects may be encoded by it too
 
     def require_unique_keys(self, reencoded_colons: int | None = None) -> None:
         """Raise duplicate_key (400) if the body repeats a key in any object.
@@ -81,7 +82,15 @@ class DeferredKeysBody:
 
 
 def parse_json_deferring_keys(data: bytes) -> DeferredKeysBody:
-    """Parse like parse_json, except that duplicate keys are left to DeferredKeysBody.require_unique_keys."""
+    """Parse like parse_json, except that duplicate keys are left to DeferredKeysBody.require_unique_keys.
+
+    msgspec first (compiled_json: it refuses whatever the standard parse refuses), the standard
+    parser for what msgspec does not take, which answers as it always did."""
+    from braze_forwarder import compiled_json  # the ingest's only: other functions never load msgspec
+
+    read, document = compiled_json.decode(data)
+    if read:  # valid UTF-8, so the bytes' ':' and escapes are the text's
+        return DeferredKeysBody(document, data, None if b"\\u003" in data else data.count(b":"), compiled=True)
     text = _text(data)
     document = _parsed(text, _DEFERRED_KEYS)
     return DeferredKeysBody(document, data, None if "\\u003" in text else text.count(":"))
