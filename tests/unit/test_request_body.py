@@ -120,6 +120,19 @@ def test_msgspecs_encoding_is_the_queue_encodings_json_in_ascii_with_as_many_col
         assert encoded.count(":") == queue.encode_object(obj).count(":")  # what DeferredKeysBody counts
 
 
+def _accept(body: request_body.DeferredKeysBody) -> service.Answer:
+    """The ingest's accept step on a parsed body, queueing nowhere (send_messages patched by the caller)."""
+    return service.accept(
+        service.TRACK,
+        body,
+        client="tests",
+        correlation_id=None,
+        queue_url="unused",
+        max_message_bytes=256 * 1024,
+        max_json_depth=20,
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "answer"),
     [
@@ -139,15 +152,7 @@ def test_msgspecs_encoding_is_the_queue_encodings_json_in_ascii_with_as_many_col
 def test_bodies_the_standard_parser_refused_get_the_answers_they_always_got(monkeypatch, body, answer):
     monkeypatch.setattr(service.queue, "send_messages", lambda _url, _messages, **_options: None)
     with pytest.raises(RequestRejected) as rejected:
-        service.accept(
-            service.TRACK,
-            parse_json_deferring_keys(body),
-            client="tests",
-            correlation_id=None,
-            queue_url="unused",
-            max_message_bytes=256 * 1024,
-            max_json_depth=20,
-        )
+        _accept(parse_json_deferring_keys(body))
     assert rejected.value.type == answer
 
 
@@ -157,15 +162,7 @@ def test_a_lone_surrogate_msgspec_refuses_is_read_and_queued_escaped_as_before(m
     body = b'{"events":[{"external_id":"u","name":"e\\ud800","time":"2026-11-22T07:00:00Z"}]}'
 
     parsed = parse_json_deferring_keys(body)
-    answer = service.accept(
-        service.TRACK,
-        parsed,
-        client="tests",
-        correlation_id=None,
-        queue_url="unused",
-        max_message_bytes=256 * 1024,
-        max_json_depth=20,
-    )
+    answer = _accept(parsed)
 
     assert not parsed.compiled and answer.status == 202
     assert "\\ud800" in sent[0]
@@ -193,14 +190,6 @@ def test_a_request_without_repeats_is_not_parsed_twice(monkeypatch, document):
     monkeypatch.setattr(request_body, "parse_json", strict_parse)
     monkeypatch.setattr(service.queue, "send_messages", lambda _url, _messages, **_options: None)
 
-    answer = service.accept(
-        service.TRACK,
-        parse_json_deferring_keys(json.dumps(document, indent=1, ensure_ascii=False).encode()),
-        client="tests",
-        correlation_id=None,
-        queue_url="unused",
-        max_message_bytes=256 * 1024,
-        max_json_depth=20,
-    )
+    answer = _accept(parse_json_deferring_keys(json.dumps(document, indent=1, ensure_ascii=False).encode()))
 
     assert answer.status == 202
