@@ -22,6 +22,7 @@ sender's ledger still delivers a copy once. Running out of time or a cancel neve
 the worker stops between chunks. A partial refusal by SQS records which envelopes were accepted
 before it raises; the retry skips them and treats the rest as above.
 """
+
 from __future__ import annotations
 
 import time
@@ -159,9 +160,7 @@ def _place_interrupted_chunk(
     now_ms = int(parts.clock() * 1000)
     age_seconds = (now_ms - state.sending_at_ms) / 1000
     drained = (
-        parts.events_waiting is not None
-        and age_seconds >= _QUEUE_COUNTS_SETTLE_SECONDS
-        and parts.events_waiting() == 0
+        parts.events_waiting is not None and age_seconds >= _QUEUE_COUNTS_SETTLE_SECONDS and parts.events_waiting() == 0
     )
     ids = {envelope_id(import_id, index, chunk, position): position for position in pending}
     received = set(parts.already_queued(list(ids))) if parts.already_queued is not None else set()
