@@ -469,6 +469,9 @@ class ImportSettings(Settings):
     # ... and sends what it still cannot place once the chunk's send is this old (other traffic can
     # keep the queue from ever draining); counted in ImportEnvelopesMaybeQueuedTwice.
     import_resume_wait_seconds: int = setting(default=900, ge=0, le=24 * 3600)
+    # An empty reading of EventsQueue counts only once the chunk's send is this old: SQS's counts "may
+    # not achieve consistency until at least 1 minute after the producers stop sending" (GetQueueAttributes).
+    import_queue_counts_settle_seconds: int = setting(default=60, ge=0, le=900)
 
 
 @functools.cache

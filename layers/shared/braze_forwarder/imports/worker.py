@@ -44,11 +44,6 @@ _ENVELOPE_NAMESPACE = uuid.UUID("5f0c1d52-6a43-4b7e-9f0e-2d8a3c1b7e10")
 _KEPT_ROW_CHARS = 64 * 1024  # a rejected row is kept with its text, up to this much
 
 
-# GetQueueAttributes' counts "may not achieve consistency until at least 1 minute after the
-# producers stop sending" (SQS API reference): a drained reading counts only this long after the send.
-_QUEUE_COUNTS_SETTLE_SECONDS = 60
-
-
 class RangeBusy(Exception):
     """Another worker holds the range's lease; the task goes back to the queue and tries later."""
 
@@ -157,13 +152,14 @@ def _place_interrupted_chunk(
     pending = [position for position in range(state.sending_envelopes) if position not in state.sent]
     if not pending:
         return state.sent
-    now_ms = int(parts.clock() * 1000)
-    age_seconds = (now_ms - state.sending_at_ms) / 1000
-    drained = (
-        parts.events_waiting is not None and age_seconds >= _QUEUE_COUNTS_SETTLE_SECONDS and parts.events_waiting() == 0
-    )
+    age_seconds = (int(parts.clock() * 1000) - state.sending_at_ms) / 1000
+    if parts.already_queued is None:  # no ledger to ask: an empty queue would not say what was delivered
+        metrics.add_metric(name="ImportEnvelopesMaybeQueuedTwice", unit=MetricUnit.Count, value=len(pending))
+        return state.sent
+    settled = age_seconds >= config.import_queue_counts_settle_seconds
+    drained = parts.events_waiting is not None and settled and parts.events_waiting() == 0
     ids = {envelope_id(import_id, index, chunk, position): position for position in pending}
-    received = set(parts.already_queued(list(ids))) if parts.already_queued is not None else set()
+    received = set(parts.already_queued(list(ids)))
     skip = state.sent | {position for envelope, position in ids.items() if envelope in received}
     left = len(pending) - len(skip - state.sent)
     extra = {"chunk": chunk, "envelopes_received": len(received), "envelopes_unplaced": left}
@@ -173,7 +169,7 @@ def _place_interrupted_chunk(
     if drained:
         logger.info("the events queue is empty: the unreceived envelopes were never queued; sending them", extra=extra)
         return skip
-    if parts.already_queued is None or age_seconds >= config.import_resume_wait_seconds:
+    if age_seconds >= config.import_resume_wait_seconds:
         logger.warning("an interrupted chunk's envelopes sent again unconfirmed", extra=extra)
         metrics.add_metric(name="ImportEnvelopesMaybeQueuedTwice", unit=MetricUnit.Count, value=left)
         return skip
