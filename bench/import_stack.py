@@ -14,11 +14,11 @@ Counted:
 - rows delivered (and twice): the objects of every `/users/track` call Braze (the sandbox) accepted;
 - lost: rows of the file Braze never accepted;
 - 429s and calls, and accepted calls per second against the budget: over the whole run (first to
-  last call) and during a backlog only — the seconds when EventsQueue had messages no sender had
-  taken yet (sampled every half second), since the run's start (the queue filling) and its tail (a
-  killed range's last chunks, queued after the rest was delivered) are not a backlog, and no budget
-  can be used on messages that do not exist yet; "idle with a backlog" counts the sampled half
-  seconds with messages waiting and no call at all, the budget the product left unused.
+  last call) and during a backlog only — the seconds when EventsQueue held undelivered messages,
+  visible or in a sender's hands (sampled every half second): the run's start (the queue filling)
+  and its tail (a killed range's last chunks, queued after the rest was delivered) are not a
+  backlog, and no budget can be used on messages that do not exist yet. "Idle" counts the sampled
+  half seconds with messages undelivered and not one call: budget the product left unused.
 
 Kills: the import worker's execution environment dies at random chunks, at one of three points —
 before a chunk's send, after SQS took the chunk and before its acknowledgement (the window), or
@@ -199,7 +199,8 @@ class WorkerKills:
 
 
 class QueueSampler:
-    """EventsQueue's waiting messages every half second, on the sandbox's clock (time.time)."""
+    """EventsQueue's undelivered messages (visible or held by a sender) every half second, on the
+    sandbox's clock (time.time)."""
 
     def __init__(self, sqs: Any, queue_url: str, interval: float = 0.5) -> None:
         self.sqs, self.queue_url, self.interval = sqs, queue_url, interval
@@ -209,10 +210,9 @@ class QueueSampler:
 
     def _run(self) -> None:
         while not self.stop.wait(self.interval):
-            attributes = self.sqs.get_queue_attributes(
-                QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-            )["Attributes"]
-            self.samples.append((time.time(), int(attributes["ApproximateNumberOfMessages"])))
+            names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]
+            self.samples.append((time.time(), sum(int(attributes[name]) for name in names)))
 
     def backlog(self, accepted_call_times: list[float]) -> tuple[float, int, float]:
         """(seconds with messages waiting, accepted calls in them, of those seconds the ones without a call)."""
