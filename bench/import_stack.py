@@ -20,10 +20,11 @@ Counted:
   backlog, and no budget can be used on messages that do not exist yet. "Idle" counts the sampled
   half seconds with messages undelivered and not one call: budget the product left unused.
 
-Kills: the import worker's execution environment dies at random chunks, at one of three points —
-before a chunk's send, after SQS took the chunk and before its acknowledgement (the window), or
-right after the acknowledgement — raised from its own SQS and DynamoDB calls (botocore's events on
-the worker's clients, for the worker's invocation thread only; nothing in the product is patched).
+Kills: the import worker's execution environment dies at random chunks, at one of four points —
+while the chunk is built (before the range notes its send), after the note and before SQS took it,
+after SQS took it and before its acknowledgement, or right after the acknowledgement — raised from
+its own SQS and DynamoDB calls (botocore's events on the worker's clients, for the worker's
+invocation thread only; nothing in the product is patched).
 The invocation fails as a crash does: its task comes back after ImportTasksQueue's visibility
 timeout, when the dead worker's lease is over, and the range resumes from its last acknowledgement.
 A task on its third receive is spared (five receives send it to the DLQ: the DLQ's story, not this).
@@ -71,10 +72,11 @@ RANGES = 8  # the file is cut into about this many ranges (IMPORT_RANGE_BYTES), 
 KILLS = 8  # about this many worker kills in a killed run, whatever the file's size
 SPARE_FROM_RECEIVE = 3
 
-BEFORE_SEND = "before_send"
+BEFORE_NOTE = "before_note"  # while the chunk is read, mapped and validated: before the range notes its send
+BEFORE_SEND = "before_send"  # the range noted the chunk's send; SQS has not taken it
 AFTER_SEND = "after_send"  # SQS took the chunk; its acknowledgement is never written
 AFTER_ACK = "after_ack"
-KILL_POINTS = (BEFORE_SEND, AFTER_SEND, AFTER_ACK)
+KILL_POINTS = (BEFORE_NOTE, BEFORE_SEND, AFTER_SEND, AFTER_ACK)
 WORKER = "ImportWorkerFunction"
 SENDER = "BrazeSenderFunction"
 
@@ -106,6 +108,9 @@ class StackResult:
     backlog_seconds: float = 0.0  # time EventsQueue had messages waiting (sampled)
     backlog_calls: int = 0  # accepted calls made in that time
     idle_backlog_seconds: float = 0.0  # sampled intervals with messages waiting and not one call
+    # The same once every row was queued: the worker no longer shares the process's one core with the senders.
+    queued_backlog_seconds: float = 0.0
+    queued_backlog_calls: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -116,6 +121,10 @@ class StackResult:
     @property
     def backlog_calls_per_second(self) -> float:
         return self.backlog_calls / self.backlog_seconds if self.backlog_seconds else 0.0
+
+    @property
+    def queued_backlog_calls_per_second(self) -> float:
+        return self.queued_backlog_calls / self.queued_backlog_seconds if self.queued_backlog_seconds else 0.0
 
 
 def users_ndjson(rows: int) -> bytes:
@@ -150,11 +159,13 @@ class WorkerKills:
         return environment
 
     def register(self, sqs_events: Any, dynamodb_events: Any) -> None:
+        dynamodb_events.register("before-parameter-build.dynamodb.UpdateItem", self._before_note)
         sqs_events.register("before-parameter-build.sqs.SendMessageBatch", self._before_send)
         sqs_events.register("after-call.sqs.SendMessageBatch", self._after_send)
         dynamodb_events.register("after-call.dynamodb.TransactWriteItems", self._after_ack)
 
     def unregister(self, sqs_events: Any, dynamodb_events: Any) -> None:
+        dynamodb_events.unregister("before-parameter-build.dynamodb.UpdateItem", self._before_note)
         sqs_events.unregister("before-parameter-build.sqs.SendMessageBatch", self._before_send)
         sqs_events.unregister("after-call.sqs.SendMessageBatch", self._after_send)
         dynamodb_events.unregister("after-call.dynamodb.TransactWriteItems", self._after_ack)
@@ -162,17 +173,24 @@ class WorkerKills:
     def _in_worker(self) -> bool:
         return threading.current_thread().name == f"invoke-{WORKER}" and not getattr(self.local, "spared", True)
 
+    def _before_note(self, params: dict[str, Any], **_: Any) -> None:
+        """A chunk's fate is drawn where its send is noted on the range (records.ImportsTable.note_sending)."""
+        if not self._in_worker() or "sending_chunk" not in params.get("UpdateExpression", "").split(" = ")[0]:
+            return
+        with self.lock:
+            point = self.rng.choice(KILL_POINTS) if self.rng.random() < self.rate else None
+        self.local.planned = point
+        if point == BEFORE_NOTE:
+            self._kill(BEFORE_NOTE)
+
     def _before_send(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         if params.get("QueueUrl") == self.tasks_queue_url and any(e.get("DelaySeconds") for e in params["Entries"]):
             with self.lock:
                 self.deferrals += 1
         if not self._in_worker() or params.get("QueueUrl") != self.events_queue_url:
             return
-        with self.lock:
-            point = self.rng.choice(KILL_POINTS) if self.rng.random() < self.rate else None
-        self.local.planned = point
         context["bench_envelopes"] = [json.loads(entry["MessageBody"])["id"] for entry in params["Entries"]]
-        if point == BEFORE_SEND:
+        if self.local.planned == BEFORE_SEND:
             self._kill(BEFORE_SEND)
 
     def _after_send(self, context: dict[str, Any], parsed: dict[str, Any], **_: Any) -> None:
@@ -214,13 +232,14 @@ class QueueSampler:
             attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]
             self.samples.append((time.time(), sum(int(attributes[name]) for name in names)))
 
-    def backlog(self, accepted_call_times: list[float]) -> tuple[float, int, float]:
-        """(seconds with messages waiting, accepted calls in them, of those seconds the ones without a call)."""
+    def backlog(self, accepted_call_times: list[float], since: float = 0.0) -> tuple[float, int, float]:
+        """(seconds with messages waiting, accepted calls in them, of those seconds the ones without a
+        call), counting from `since` (time.time)."""
         times = sorted(accepted_call_times)
         seconds = idle = 0.0
         calls = 0
         for (start, waiting), (end, _) in zip(self.samples, self.samples[1:], strict=False):
-            if not waiting:
+            if not waiting or start < since:
                 continue
             made = bisect.bisect_left(times, end) - bisect.bisect_left(times, start)
             seconds += end - start
@@ -326,6 +345,7 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
         stack.client("s3").put_object(Bucket=refs["ImportBucket"], Key=f"users/bench-{rows}.ndjson", Body=body)
         del body
         import_id = _wait_for_import(table, say)
+        all_queued_at = time.time()
         while not stack.wait_until_drained(timeout=30, settle=2.0, queues=["ImportTasksQueue", "EventsQueue"])[0]:
             say(f"    {stack.sandbox.stats()['calls'].get('/users/track', 0):,} /users/track calls")
         seconds = time.monotonic() - dropped
@@ -355,6 +375,7 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
                 accepted_times.append(request.time)
                 delivered.update(obj["external_id"] for obj in request.json.get("attributes", []))
         backlog_seconds, backlog_calls, idle_backlog_seconds = sampler.backlog(accepted_times)
+        queued_backlog_seconds, queued_backlog_calls, _ = sampler.backlog(accepted_times, since=all_queued_at)
         copies = queued.copies()
         by_kill: Counter[str] = Counter()
         for envelope, (times_taken, envelope_rows) in copies.items():
@@ -384,6 +405,8 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
             backlog_seconds=backlog_seconds,
             backlog_calls=backlog_calls,
             idle_backlog_seconds=idle_backlog_seconds,
+            queued_backlog_seconds=queued_backlog_seconds,
+            queued_backlog_calls=queued_backlog_calls,
             notes=notes,
         )
     finally:
@@ -493,7 +516,8 @@ def _row(result: StackResult) -> list[str]:
         f"{result.rate_limited} / {result.calls:,} ({result.rate_limited / (result.calls or 1):.2%})",
         f"{rate:.1f}/s ({rate / BUDGET_PER_SECOND:.2f})",
         f"{backlog_rate:.1f}/s ({backlog_rate / BUDGET_PER_SECOND:.2f}) over {result.backlog_seconds:.0f} s;"
-        f" idle {result.idle_backlog_seconds:.1f} s",
+        f" idle {result.idle_backlog_seconds:.1f} s; once all was queued"
+        f" {result.queued_backlog_calls_per_second / BUDGET_PER_SECOND:.2f} over {result.queued_backlog_seconds:.0f} s",
         f"{result.ledger_writes:,}",
         f"{result.worker_invocations} / {result.sender_invocations}",
         f"{result.seconds:.0f} s",
@@ -512,7 +536,7 @@ def main(rows: int | None = None, kill_rates: tuple[float, ...] | None = None) -
         table,
         f"moto server + the stack's event sources + the Braze sandbox at {SANDBOX_REQUESTS_PER_3S} /users/track per "
         f"3 s (Braze's 3,000 ÷ 20), budget {BUDGET_PER_SECOND}/s (0.8); ~{RANGES} ranges, {CHUNK_ROWS}-row chunks; "
-        f"~{KILLS} kills a killed run, a third at each point; a killed task returns after {TASK_VISIBILITY_SECONDS} s. "
+        f"~{KILLS} kills a run, a quarter at each point; a killed task returns after {TASK_VISIBILITY_SECONDS} s. "
         "IMPORT_ROWS=N sizes the file.",
     )  # fmt: skip
 
