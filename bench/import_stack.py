@@ -95,6 +95,9 @@ class StackResult:
     copies_by_kill: Counter[str]  # rows queued twice, by the kill point that caused them
     window_not_resent: int  # after-send kills whose chunk was not queued again (found in the delivery ledger)
     deferrals: int  # a resumed range's task sent back with a delay: its interrupted chunk could not be placed yet
+    sends_noted: int  # chunks whose send a range noted (one conditional UpdateItem each)
+    note_seconds: float  # the worker's time in those writes
+    worker_seconds: float  # the worker's invocations, all together
     rows_delivered: int
     rows_delivered_twice: int
     rows_lost: int
@@ -147,6 +150,8 @@ class WorkerKills:
         self.window_envelopes: dict[str, str] = {}  # envelope ids SQS took before a kill → kill point
         self.tasks_queue_url = ""
         self.deferrals = 0
+        self.notes = 0  # the ranges' notes of a chunk's send (one conditional UpdateItem each) ...
+        self.note_seconds = 0.0  # ... and the time the worker spent in them
 
     def wrap(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def environment(event: Any, context: Any) -> Any:
@@ -160,12 +165,14 @@ class WorkerKills:
 
     def register(self, sqs_events: Any, dynamodb_events: Any) -> None:
         dynamodb_events.register("before-parameter-build.dynamodb.UpdateItem", self._before_note)
+        dynamodb_events.register("after-call.dynamodb.UpdateItem", self._after_note)
         sqs_events.register("before-parameter-build.sqs.SendMessageBatch", self._before_send)
         sqs_events.register("after-call.sqs.SendMessageBatch", self._after_send)
         dynamodb_events.register("after-call.dynamodb.TransactWriteItems", self._after_ack)
 
     def unregister(self, sqs_events: Any, dynamodb_events: Any) -> None:
         dynamodb_events.unregister("before-parameter-build.dynamodb.UpdateItem", self._before_note)
+        dynamodb_events.unregister("after-call.dynamodb.UpdateItem", self._after_note)
         sqs_events.unregister("before-parameter-build.sqs.SendMessageBatch", self._before_send)
         sqs_events.unregister("after-call.sqs.SendMessageBatch", self._after_send)
         dynamodb_events.unregister("after-call.dynamodb.TransactWriteItems", self._after_ack)
@@ -175,13 +182,26 @@ class WorkerKills:
 
     def _before_note(self, params: dict[str, Any], **_: Any) -> None:
         """A chunk's fate is drawn where its send is noted on the range (records.ImportsTable.note_sending)."""
-        if not self._in_worker() or "sending_chunk" not in params.get("UpdateExpression", "").split(" = ")[0]:
+        if threading.current_thread().name != f"invoke-{WORKER}":
+            return
+        if "sending_chunk" not in params.get("UpdateExpression", "").split(" = ")[0]:
+            return
+        self.local.note_started = time.perf_counter()
+        if getattr(self.local, "spared", True):
             return
         with self.lock:
             point = self.rng.choice(KILL_POINTS) if self.rng.random() < self.rate else None
         self.local.planned = point
         if point == BEFORE_NOTE:
             self._kill(BEFORE_NOTE)
+
+    def _after_note(self, **_: Any) -> None:
+        started = getattr(self.local, "note_started", None)
+        if started is not None:
+            self.local.note_started = None
+            with self.lock:
+                self.notes += 1
+                self.note_seconds += time.perf_counter() - started
 
     def _before_send(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         if params.get("QueueUrl") == self.tasks_queue_url and any(e.get("DelaySeconds") for e in params["Entries"]):
@@ -392,6 +412,9 @@ def run(rows: int, *, kill_rate: float, seed: int = 7, say: Callable[[str], None
             copies_by_kill=by_kill,
             window_not_resent=window_not_resent,
             deferrals=kills.deferrals,
+            sends_noted=kills.notes,
+            note_seconds=kills.note_seconds,
+            worker_seconds=stack.function(WORKER).stats.seconds,
             rows_delivered=len(delivered),
             rows_delivered_twice=sum(count - 1 for count in delivered.values() if count > 1),
             rows_lost=missing,
@@ -520,6 +543,8 @@ def _row(result: StackResult) -> list[str]:
         f" {result.queued_backlog_calls_per_second / BUDGET_PER_SECOND:.2f} over {result.queued_backlog_seconds:.0f} s",
         f"{result.ledger_writes:,}",
         f"{result.worker_invocations} / {result.sender_invocations}",
+        f"{result.sends_noted:,} notes, {result.note_seconds / max(1, result.sends_noted) * 1000:.1f} ms each,"
+        f" {result.note_seconds / max(result.worker_seconds, 1e-9):.1%} of the worker's {result.worker_seconds:.0f} s",
         f"{result.seconds:.0f} s",
         f"{result.rss_mib:,.0f} MiB",
     ]
@@ -532,7 +557,7 @@ def main(rows: int | None = None, kill_rates: tuple[float, ...] | None = None) -
         "Import through the local stack: a file dropped in ImportBucket, fanned out and delivered at the budget",
         ["run", "lost", "queued twice", "delivered twice", "429s / calls", "accepted calls (÷ budget)",
          "during a backlog (÷ budget)",
-         "ledger writes", "worker / sender invocations", "time", "RSS at the end"],
+         "ledger writes", "worker / sender invocations", "in-flight notes", "time", "RSS at the end"],
         table,
         f"moto server + the stack's event sources + the Braze sandbox at {SANDBOX_REQUESTS_PER_3S} /users/track per "
         f"3 s (Braze's 3,000 ÷ 20), budget {BUDGET_PER_SECOND}/s (0.8); ~{RANGES} ranges, {CHUNK_ROWS}-row chunks; "
