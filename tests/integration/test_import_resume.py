@@ -245,3 +245,15 @@ def test_a_cancel_while_a_range_waits_stops_it_sending_nothing_more(harness: Har
     assert len(scenario.sent) == queued_before  # nothing sent after the cancel
     assert harness.table().get_range(import_id, killed.index) == killed  # the range did not move
     assert scenario.deferred == []  # and its task does not come back
+
+
+def test_messages_waiting_counts_visible_in_flight_and_delayed_messages(harness: Harness) -> None:
+    url = harness.stack.refs["EventsQueue"]
+    assert queue.messages_waiting(url) == 0
+    harness.sqs.send_message(QueueUrl=url, MessageBody="visible, then in flight")
+    harness.sqs.send_message(QueueUrl=url, MessageBody="delayed", DelaySeconds=900)
+    assert queue.messages_waiting(url) == 2
+    received = harness.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert len(received) == 1 and queue.messages_waiting(url) == 2  # in a consumer's hands: still not done
+    harness.sqs.delete_message(QueueUrl=url, ReceiptHandle=received[0]["ReceiptHandle"])
+    assert queue.messages_waiting(url) == 1  # the delayed one
