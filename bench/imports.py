@@ -65,6 +65,9 @@ class MemoryImports:
     def remember_sent(self, *args: Any) -> bool:
         return True
 
+    def note_sending(self, import_id: str, index: int, owner: str, chunk: int, envelopes: int, now_ms: int) -> bool:
+        return self.state.chunks == chunk and self.state.lease_owner == owner
+
     def set_status(self, import_id: str, status: str, only_from: Sequence[str]) -> bool:
         self.record = replace(self.record, status=status)
         return True
@@ -120,7 +123,7 @@ def import_once(path: Path, rows: int) -> tuple[float, int]:
     def sink(bodies: Sequence[str]) -> None:
         sent["messages"] += len(bodies)
 
-    parts = worker.WorkerParts(table, sink, lambda body: None, "r")  # type: ignore[arg-type]
+    parts = worker.WorkerParts(table, sink, lambda body, delay: None, "r")  # type: ignore[arg-type]
     body = tasks.encode(tasks.RangeTask(record.import_id, 0))
     with mock.patch.object(aws, "client", return_value=_StubImportS3(path)):
         start = time.perf_counter()

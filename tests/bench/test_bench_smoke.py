@@ -62,6 +62,8 @@ def test_a_tiny_import_through_the_local_stack_loses_no_row_and_delivers_none_tw
     # 3,000 rows in 1,000-row chunks, a kill at every other chunk; a killed range comes back in seconds.
     monkeypatch.setattr(import_stack, "LEASE_SECONDS", 2)
     monkeypatch.setattr(import_stack, "TASK_VISIBILITY_SECONDS", 3)
+    monkeypatch.setattr(import_stack, "RESUME_RECHECK_SECONDS", 2)
+    monkeypatch.setattr(import_stack, "QUEUE_COUNTS_SETTLE_SECONDS", 0)
     calm, killed = import_stack.measure(3_000, kill_rates=(0.0, 0.5))
 
     for result in (calm, killed):

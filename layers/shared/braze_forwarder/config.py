@@ -463,6 +463,15 @@ class ImportSettings(Settings):
     # The sender's delivery ledger, read when a crashed range resumes ("" = not read): envelopes of
     # the interrupted chunk a sender already received are not queued again.
     ledger_table: str = ""
+    # A resumed range whose interrupted chunk may still wait on EventsQueue looks again this much
+    # later (its task goes back with this DelaySeconds; SQS allows 900 at most) ...
+    import_resume_recheck_seconds: int = setting(default=60, ge=1, le=900)
+    # ... and sends what it still cannot place once the chunk's send is this old (other traffic can
+    # keep the queue from ever draining); counted in ImportEnvelopesMaybeQueuedTwice.
+    import_resume_wait_seconds: int = setting(default=900, ge=0, le=24 * 3600)
+    # An empty reading of EventsQueue counts only once the chunk's send is this old: SQS's counts "may
+    # not achieve consistency until at least 1 minute after the producers stop sending" (GetQueueAttributes).
+    import_queue_counts_settle_seconds: int = setting(default=60, ge=0, le=900)
 
 
 @functools.cache

@@ -290,6 +290,19 @@ def send_messages(queue_url: str, bodies: Sequence[str], *, delay_seconds: int =
     )
 
 
+_WAITING_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
+def messages_waiting(queue_url: str) -> int:
+    """Messages on the queue not yet deleted: visible, in flight and delayed together (SQS's approximate counts)."""
+    attributes = aws.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(_WAITING_COUNTS))
+    return sum(int(attributes["Attributes"].get(name, 0)) for name in _WAITING_COUNTS)
+
+
 def _batches(entries: Iterable[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
     batch: list[tuple[int, str]] = []
     size = 0

@@ -4,11 +4,15 @@
                                              mapping, header, chunk_rows, ranges_total, ranges_done, rows_read,
                                              rows_queued, rows_rejected, bytes_read, started_at_ms, finished_at_ms
     import_id "imp-…", item_id "range#00003" range_start, range_end, next_byte, lines_read, chunks_done,
-                                             range_done, sent_envelopes, lease_owner, lease_until_ms
+                                             range_done, sent_envelopes, lease_owner, lease_until_ms,
+                                             sending_chunk, sending_envelopes, sending_at_ms
 
 A range's progress moves only with a conditional write that names the number of chunks it has
 acknowledged (`chunks_done = :k`) and the worker holding its lease, in one transaction with the import's
 totals: a stale or duplicate worker cannot move it, and the totals move exactly as the ranges do.
+Before a chunk's envelopes go to SQS the range notes it (`sending_*`, same conditions); the
+acknowledgement removes the note, so a note left on the range's current chunk means that chunk may
+be on the queue (imports/worker.py reads it on resume).
 """
 
 from __future__ import annotations
@@ -70,6 +74,16 @@ class Range:
     sent: frozenset[int] = field(default_factory=frozenset)  # envelopes of chunk `chunks` already queued
     lease_owner: str | None = None
     lease_until_ms: int = 0
+    # The chunk whose envelopes a worker began to send and did not acknowledge (None: no such chunk),
+    # how many envelopes it has, and when the send began (epoch ms).
+    sending_chunk: int | None = None
+    sending_envelopes: int = 0
+    sending_at_ms: int = 0
+
+    @property
+    def interrupted(self) -> bool:
+        """A worker began sending the range's current chunk and never acknowledged it."""
+        return self.sending_chunk is not None and self.sending_chunk == self.chunks
 
 
 @dataclass(frozen=True)
@@ -271,6 +285,28 @@ class ImportsTable:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
 
+    def note_sending(self, import_id: str, index: int, owner: str, chunk: int, envelopes: int, now_ms: int) -> bool:
+        """Note that chunk `chunk`'s `envelopes` envelopes are about to go to SQS; False if the range
+        moved or another worker holds its lease (nothing may be sent then)."""
+        try:
+            self.db.update_item(
+                TableName=self.table,
+                Key=self._key(import_id, range_item(index)),
+                UpdateExpression="SET sending_chunk = :chunk, sending_envelopes = :envelopes, sending_at_ms = :now",
+                ConditionExpression="chunks_done = :chunk AND lease_owner = :owner",
+                ExpressionAttributeValues={
+                    ":chunk": _n(chunk),
+                    ":envelopes": _n(envelopes),
+                    ":now": _n(now_ms),
+                    ":owner": _s(owner),
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def remember_sent(self, import_id: str, index: int, owner: str, chunk: int, positions: Iterable[int]) -> bool:
         """Record which envelopes of chunk `chunk` SQS accepted when it refused others: the retry skips them."""
         numbers = sorted(set(positions))
@@ -305,7 +341,7 @@ class ImportsTable:
             "Key": self._key(import_id, range_item(index)),
             "UpdateExpression": (
                 "SET next_byte = :next, lines_read = :lines, chunks_done = :after, range_done = :done,"
-                " lease_until_ms = :until REMOVE sent_envelopes"
+                " lease_until_ms = :until REMOVE sent_envelopes, sending_chunk, sending_envelopes, sending_at_ms"
             ),
             "ConditionExpression": "chunks_done = :chunk AND lease_owner = :owner",
             "ExpressionAttributeValues": {
@@ -384,4 +420,7 @@ def _range(item: dict[str, Any]) -> Range:
         sent=frozenset(int(n) for n in item.get("sent_envelopes", {}).get("NS", [])),
         lease_owner=item["lease_owner"]["S"] if "lease_owner" in item else None,
         lease_until_ms=int(item["lease_until_ms"]["N"]) if "lease_until_ms" in item else 0,
+        sending_chunk=int(item["sending_chunk"]["N"]) if "sending_chunk" in item else None,
+        sending_envelopes=int(item["sending_envelopes"]["N"]) if "sending_envelopes" in item else 0,
+        sending_at_ms=int(item["sending_at_ms"]["N"]) if "sending_at_ms" in item else 0,
     )

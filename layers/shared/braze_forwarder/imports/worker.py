@@ -3,19 +3,24 @@
 A chunk is `chunk_rows` lines. For each: read them (a streamed ranged GET with If-Match on the
 file's ETag, so the file cannot change under a resumed range), map and validate each row as the
 API would, keep the malformed ones in the rejected-objects store (a deterministic key per chunk:
-written again after a crash, it is the same object), queue the rest as envelopes whose ids are
-derived from (import, range, chunk, envelope number), then acknowledge the chunk with a
-conditional write (records.ImportsTable.advance). A retry starts at the last acknowledged chunk
-and rebuilds the very same envelopes.
+written again after a crash, it is the same object), note on the range that the chunk is being
+sent, queue the rest as envelopes whose ids are derived from (import, range, chunk, envelope
+number), then acknowledge the chunk with a conditional write (records.ImportsTable.advance). A
+retry starts at the last acknowledged chunk and rebuilds the very same envelopes.
 
-Exactly once into the queue, and where it is not (docs/imports.md has the full argument): SQS
-standard takes no idempotency key, so the one window left is between SQS accepting a chunk's
-envelopes and the acknowledgement being written — a worker killed there sends that chunk again on
-resume, with the same envelope ids, so the copies are countable — and the sender, which records a
-`dedupe` envelope in the delivery ledger once it is fully delivered, skips the later copy: queued
-twice, delivered once. Running out of time never opens
-that window: the worker stops between chunks and hands the range on. A partial refusal by SQS
-records which envelopes were accepted before it raises, and the retry skips them.
+Exactly once into the queue (docs/imports.md has the full argument): SQS standard takes no
+idempotency key, so a worker killed after SQS took a chunk and before its acknowledgement leaves a
+chunk that may or may not be on the queue — the range's note says which chunk, how many envelopes
+and since when. The resumed range does not send such envelopes until it knows: an envelope in the
+delivery ledger was received (a sender records every `dedupe` envelope it finishes before deleting
+it) and is skipped; when EventsQueue is empty (visible, in flight and delayed all 0, read before
+the ledger) every message SQS ever took was received and deleted, hence recorded, so an envelope
+still not in the ledger was never queued and is sent. Until then the range waits — its task goes
+back with a delay (IMPORT_RESUME_RECHECK_SECONDS), it keeps its place in the file — and after
+IMPORT_RESUME_WAIT_SECONDS it sends them anyway, counted (ImportEnvelopesMaybeQueuedTwice): the
+sender's ledger still delivers a copy once. Running out of time or a cancel never opens the window:
+the worker stops between chunks. A partial refusal by SQS records which envelopes were accepted
+before it raises; the retry skips them and treats the rest as above.
 """
 
 from __future__ import annotations
@@ -43,17 +48,25 @@ class RangeBusy(Exception):
     """Another worker holds the range's lease; the task goes back to the queue and tries later."""
 
 
+class _LeaseLost(Exception):
+    """The range moved or another worker took its lease while this one worked: it stops, sending nothing."""
+
+
 @dataclass
 class WorkerParts:
     """What a worker writes to, handed in: the real ones in the Lambda, wrapped ones in tests."""
 
     table: records.ImportsTable
     send: Callable[[Sequence[str]], None]  # envelopes onto EventsQueue; raises queue.QueueUnavailable
-    requeue: Callable[[str], None]  # a task onto ImportTasksQueue (a range handed on)
+    requeue: Callable[[str, int], None]  # a task onto ImportTasksQueue after a delay in seconds (0-900)
     rejected_bucket: str
     # Of these envelope ids, the ones a sender has already received (they are in the delivery ledger):
     # SQS took them before a crash, so a resumed range does not queue them again. None: not consulted.
     already_queued: Callable[[Sequence[str]], Collection[str]] | None = None
+    # Messages on EventsQueue, visible, in flight and delayed together (0: every message SQS took was
+    # received and deleted). None: not known, so an interrupted chunk waits for the ledger or the bound.
+    events_waiting: Callable[[], int] | None = None
+    clock: Callable[[], float] = time.time  # epoch seconds; tests pass their own
 
 
 def real_parts(config: ImportSettings) -> WorkerParts:
@@ -61,9 +74,10 @@ def real_parts(config: ImportSettings) -> WorkerParts:
     return WorkerParts(
         table=records.ImportsTable(config.imports_table, config.import_ttl_days),
         send=lambda bodies: queue.send_messages(config.events_queue_url, bodies),
-        requeue=lambda body: queue.send_messages(config.import_tasks_queue_url, [body]),
+        requeue=lambda body, delay: queue.send_messages(config.import_tasks_queue_url, [body], delay_seconds=delay),
         rejected_bucket=config.rejected_bucket,
         already_queued=(lambda ids: ledger_entries.done_positions(ledger, ids).keys()) if ledger else None,
+        events_waiting=lambda: queue.messages_waiting(config.events_queue_url),
     )
 
 
@@ -101,8 +115,6 @@ def run_task(
     if state.done:  # acknowledged whole by an earlier attempt, which may have died before finishing the import
         finish_if_done(parts.table, task.import_id)
         return "done"
-    # A lease nobody released: the last worker died (or stalled) holding it, maybe after SQS took a chunk.
-    crashed = state.lease_owner is not None
     owner = uuid.uuid4().hex
     lease_ms = config.import_lease_seconds * 1000
     if not parts.table.claim(task.import_id, task.range, owner, lease_ms):
@@ -111,7 +123,58 @@ def run_task(
         # timeout (ten times the worker's timeout, longer than any lease) and finds the range done
         # or free; dropping it could orphan the range of a worker that died.
         raise RangeBusy(f"range {task.range} of {task.import_id} is held by another worker")
-    return _Range(config, parts, record, state, owner, remaining_seconds, crashed).run()
+    skip = state.sent
+    if state.interrupted:
+        placed = _place_interrupted_chunk(config, parts, task.import_id, state)
+        if placed is None:
+            # Requeued before the release: if the requeue fails, this task's own retry comes back
+            # after the lease is over.
+            parts.requeue(body, config.import_resume_recheck_seconds)
+            parts.table.release(task.import_id, task.range, owner)
+            metrics.add_metric(name="ImportRangesDeferred", unit=MetricUnit.Count, value=1)
+            return "deferred"
+        skip = placed
+    return _Range(config, parts, record, state, owner, remaining_seconds, skip).run()
+
+
+def _place_interrupted_chunk(
+    config: ImportSettings, parts: WorkerParts, import_id: str, state: records.Range
+) -> frozenset[int] | None:
+    """The envelopes of the interrupted chunk not to send again, or None: wait, it cannot be told yet.
+
+    A worker began sending this chunk and never acknowledged it, so each of its envelopes that SQS
+    did not answer for (`state.sent`) may be on EventsQueue or not. The queue's counts are read
+    before the ledger: if the queue was empty at that moment, every message it ever took was
+    received and finished by then — and a sender writes a `dedupe` envelope's ledger entry before
+    the message is deleted — so the ledger read afterwards holds every envelope SQS took.
+    """
+    index, chunk = state.index, state.chunks
+    pending = [position for position in range(state.sending_envelopes) if position not in state.sent]
+    if not pending:
+        return state.sent
+    age_seconds = (int(parts.clock() * 1000) - state.sending_at_ms) / 1000
+    if parts.already_queued is None:  # no ledger to ask: an empty queue would not say what was delivered
+        metrics.add_metric(name="ImportEnvelopesMaybeQueuedTwice", unit=MetricUnit.Count, value=len(pending))
+        return state.sent
+    settled = age_seconds >= config.import_queue_counts_settle_seconds
+    drained = parts.events_waiting is not None and settled and parts.events_waiting() == 0
+    ids = {envelope_id(import_id, index, chunk, position): position for position in pending}
+    received = set(parts.already_queued(list(ids)))
+    skip = state.sent | {position for envelope, position in ids.items() if envelope in received}
+    left = len(pending) - len(skip - state.sent)
+    extra = {"chunk": chunk, "envelopes_received": len(received), "envelopes_unplaced": left}
+    if not left:
+        logger.info("every envelope of the interrupted chunk was received by a sender; none sent again", extra=extra)
+        return skip
+    if drained:
+        logger.info("the events queue is empty: the unreceived envelopes were never queued; sending them", extra=extra)
+        return skip
+    if age_seconds >= config.import_resume_wait_seconds:
+        logger.warning("an interrupted chunk's envelopes sent again unconfirmed", extra=extra)
+        metrics.add_metric(name="ImportEnvelopesMaybeQueuedTwice", unit=MetricUnit.Count, value=left)
+        return skip
+    logger.info("an interrupted chunk may still wait on the events queue; the range looks again later", extra=extra)
+    return None
 
 
 class _Range:
@@ -123,12 +186,11 @@ class _Range:
         state: records.Range,
         owner: str,
         remaining_seconds: Callable[[], float] | None,
-        crashed: bool = False,
+        skip: frozenset[int] = frozenset(),
     ) -> None:
         self.config, self.parts, self.record, self.state, self.owner = config, parts, record, state, owner
         self.remaining_seconds = remaining_seconds
-        # The first chunk of a range resumed after a crash may be on the queue already (see _queue).
-        self.check_first_chunk = crashed and parts.already_queued is not None
+        self.skip = skip  # envelopes of the first chunk already queued (_place_interrupted_chunk)
         self.array = rows.ARRAYS[record.kind]
         self.source = f"import:{record.import_id}"
         self.max_object_bytes = queue.max_object_bytes(
@@ -160,11 +222,11 @@ class _Range:
             lines = ranges.lines(stream, position, state.end, max_line, numbered_from=state.lines)
             held = next(lines, None)  # one line read ahead: a chunk knows whether it is the range's last
             chunk = state.chunks
-            sent_before = state.sent
+            sent_before = self.skip
             while True:
                 if self._out_of_time():
                     self.parts.table.release(record.import_id, state.index, self.owner)
-                    self.parts.requeue(tasks.encode(tasks.RangeTask(record.import_id, state.index)))
+                    self.parts.requeue(tasks.encode(tasks.RangeTask(record.import_id, state.index)), 0)
                     logger.info("out of time; the range is handed to a fresh invocation", extra={"chunk": chunk})
                     return "continued"
                 if self.parts.table.status(record.import_id) not in records.ACTIVE:
@@ -177,7 +239,11 @@ class _Range:
                     held = next(lines, None)
                 done = held is None
                 end_byte = batch[-1].end if batch else position
-                progress = self._chunk(chunk, batch, sent_before, end_byte - position, done)
+                try:
+                    progress = self._chunk(chunk, batch, sent_before, end_byte - position, done)
+                except _LeaseLost:
+                    logger.warning("the range moved under this worker (lease lost); it stops", extra={"chunk": chunk})
+                    return "lost_lease"
                 if not self.parts.table.advance(
                     record.import_id, state.index, self.owner, chunk, progress, config.import_lease_seconds * 1000
                 ):
@@ -278,36 +344,18 @@ class _Range:
             dedupe=True,  # the ids above are deterministic: the sender skips a copy queued twice
         )
         pending = [position for position in range(len(bodies)) if position not in sent_before]
-        if self.check_first_chunk:
-            pending = self._not_yet_received(chunk, pending)
+        if not pending:
+            return
+        # From here until the acknowledgement the chunk may be on the queue: say so on the range first.
+        now_ms = int(self.parts.clock() * 1000)
+        if not self.parts.table.note_sending(record.import_id, index, self.owner, chunk, len(bodies), now_ms):
+            raise _LeaseLost()
         try:
             self.parts.send([bodies[position] for position in pending])
         except queue.QueueUnavailable as exc:
             accepted = {pending[i] for i in exc.queued_positions}
             self.parts.table.remember_sent(record.import_id, index, self.owner, chunk, accepted | sent_before)
             raise
-
-    def _not_yet_received(self, chunk: int, pending: list[int]) -> list[int]:
-        """The envelopes of the interrupted chunk that no sender has received yet.
-
-        A worker that died after SQS took a chunk and before acknowledging it leaves that chunk on
-        the queue; resending it would queue it twice (the sender would skip the copy). By the time a
-        crashed range's task comes back (the tasks queue's visibility timeout, ten worker timeouts)
-        a sender has usually delivered the first copy and recorded its id in the delivery ledger:
-        those envelopes are not sent again. One consistent read, once per resumed range. An envelope
-        still waiting in the queue is not in the ledger yet and is sent again, as before.
-        """
-        self.check_first_chunk = False
-        assert self.parts.already_queued is not None
-        record, index = self.record, self.state.index
-        ids = {envelope_id(record.import_id, index, chunk, position): position for position in pending}
-        received = set(self.parts.already_queued(list(ids)))
-        if received:
-            logger.info(
-                "envelopes of the interrupted chunk were delivered already; not queued again",
-                extra={"chunk": chunk, "envelopes": len(received)},
-            )
-        return [position for envelope, position in ids.items() if envelope not in received]
 
     def _rejection(
         self, line: ranges.Line, error_type: str, reason: str, text: str | None = None, obj: Any = None
