@@ -34,12 +34,17 @@ def test_the_cost_table_adds_every_charge_from_the_counted_calls():
 
     send = {"sqs:SendMessageBatch": 1}
     keyed = {**send, "dynamodb:PutItem": 1, "dynamodb:UpdateItem": 1}
-    figures = {"memory_mb": {"IngestApiFunction": 1769, "BrazeSenderFunction": 1024}}
+    figures = {
+        "memory_mb": {"IngestApiFunction": 1769, "BrazeSenderFunction": 1024},
+        # Lambda's own lines dropped for the ingest function, kept for the sender; an access log line.
+        "platform_log_bytes": {"IngestApiFunction": 0, "BrazeSenderFunction": 264},
+        "access_log_bytes": 200,
+    }
     for objects in (1, 75):
-        figures[f"ingest-{objects}-nokey"] = {"runs": runs(send), "body_bytes": 1000}
-        figures[f"ingest-{objects}-key"] = {"runs": runs(keyed), "body_bytes": 1000}
+        figures[f"ingest-{objects}-nokey"] = {"runs": runs(send, log_bytes=250), "body_bytes": 1000}
+        figures[f"ingest-{objects}-key"] = {"runs": runs(keyed, log_bytes=250), "body_bytes": 1000}
         figures[f"sender-{objects}"] = {
-            "runs": runs({}, wall_ms=1000.0, cpu_ms=0.0),
+            "runs": runs({}, wall_ms=1000.0, cpu_ms=0.0, log_bytes=736),
             "messages": 10,
             "objects": 10 * objects,
             "braze_calls_per_batch": 1.0,
@@ -48,12 +53,24 @@ def test_the_cost_table_adds_every_charge_from_the_counted_calls():
     rows, _notes = cost.costs(figures)
 
     table = {(row[0], row[1], row[2]): float(row[3].lstrip("$")) for row in rows}
+    logs_column = {(row[0], row[1], row[2]): float(row[5].lstrip("$")) for row in rows}
+    per_gb = 0.50 / 1000  # per million requests, per byte each: $0.50 per 10^9 bytes
     ingest = 0.20 + 10 / 1000 * 1769 / 1024 * 13.3334 + 0.40  # request + GB-s + one SQS send, per million
     sender = (0.20 + 1.0 * 1.0 * 13.3334 + 2 * 0.40) / 10  # invocation + GB-s + a receive and a delete, per message
-    assert table[("FunctionUrl", "1/request", "no")] == pytest.approx(ingest + sender, abs=0.001)
-    assert table[("HttpApi", "1/request", "no")] == pytest.approx(ingest + sender + 1.00, abs=0.001)
-    assert table[("FunctionUrl", "1/request", "yes")] == pytest.approx(ingest + sender + 2 * 0.625, abs=0.001)
-    assert table[("FunctionUrl", "75/request", "no")] == pytest.approx(ingest / 75 + sender / 75, abs=0.001)
+    ingest_logs, sender_logs = 250 * per_gb, (736 + 264) * per_gb / 10  # per request; per single-object message
+    assert table[("FunctionUrl", "1/request", "no")] == pytest.approx(
+        ingest + sender + ingest_logs + sender_logs, abs=0.001
+    )
+    assert logs_column[("FunctionUrl", "1/request", "no")] == pytest.approx(ingest_logs + sender_logs, abs=0.001)
+    assert table[("HttpApi", "1/request", "no")] == pytest.approx(
+        ingest + sender + ingest_logs + sender_logs + 1.00 + 200 * per_gb, abs=0.001
+    )
+    assert table[("FunctionUrl", "1/request", "yes")] == pytest.approx(
+        ingest + sender + ingest_logs + sender_logs + 2 * 0.625, abs=0.001
+    )
+    assert table[("FunctionUrl", "75/request", "no")] == pytest.approx(
+        (ingest + ingest_logs) / 75 + sender / 75 + sender_logs / 75, abs=0.001
+    )
 
 
 def test_a_tiny_import_through_the_local_stack_loses_no_row_and_delivers_none_twice_with_workers_killed(
