@@ -83,6 +83,7 @@ def run(messages_per_invocation: int) -> tuple[Counter[str], int, float]:
     from braze_forwarder import aws, queue
     from braze_forwarder.config import SenderSettings
     from braze_forwarder.delivery import ordering
+    from braze_forwarder.delivery.ledger import DynamoLedger
     from braze_forwarder.delivery_model import Message, Parcel, State
     from braze_forwarder.user_order import OrderRecord, OrderStore, user_digest
 
@@ -107,6 +108,7 @@ def run(messages_per_invocation: int) -> tuple[Counter[str], int, float]:
 
         client.meta.events.register("before-call.dynamodb.*", count)
         store = OrderStore("order")
+        ledger = DynamoLedger("bench", ttl_seconds=3600)  # written only by holds, which this load makes none of
         config = SenderSettings(
             braze_rest_endpoint="https://rest.iad-01.braze.com",
             braze_api_key_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:bench",
@@ -158,7 +160,7 @@ def run(messages_per_invocation: int) -> tuple[Counter[str], int, float]:
                 continue
             # Deletes are judged a fence later: the gate's clock is that far ahead for them.
             clock = lambda: time.time() + 3600  # noqa: E731
-            gate = ordering.OrderGate(store, config, lambda record: None, clock=clock)
+            gate = ordering.OrderGate(store, ledger, config, lambda record: None, clock=clock)
             start = time.perf_counter()
             to_send = gate.open([p for m in batch for p in m.parcels])
             for parcel in to_send:

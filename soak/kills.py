@@ -32,7 +32,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -278,7 +278,8 @@ class KillSwitch:
             return
         with self._lock:
             invocation.ledger_writes += 1
-            invocation.ledger[envelope_id] = frozenset(positions)
+            if positions := frozenset(positions):  # none: a held group noted, nothing done
+                invocation.ledger[envelope_id] = positions
             due = self.ledger_kill_armed and not invocation.spared
             if due:
                 self.ledger_kill_armed = False
@@ -336,8 +337,8 @@ class _KillableLedger:
         self._real = real
         self._switch = switch
 
-    def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
-        return self._real.done_positions(envelope_ids)
+    def entries(self, envelope_ids: Iterable[str]) -> Any:
+        return self._real.entries(envelope_ids)
 
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
         positions = frozenset(positions)
@@ -349,6 +350,14 @@ class _KillableLedger:
     def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
         for envelope_id, positions in entries.items():
             self.record(envelope_id, positions)
+
+    def record_hold(self, envelope_id: str, positions: Sequence[int]) -> None:
+        """Held positions, noted before their copy is queued: the armed ledger kill may land here, between
+        the note and SQS (the copy is then sent when the message returns); nothing is recorded done."""
+        invocation = self._switch.current()
+        self._switch.check_alive(invocation)
+        self._real.record_hold(envelope_id, positions)
+        self._switch.ledger_recorded(invocation, envelope_id, ())
 
 
 class _KillableRejects:

@@ -15,6 +15,7 @@ from moto import mock_aws
 from braze_forwarder import aws, queue, user_order
 from braze_forwarder.config import SenderSettings
 from braze_forwarder.delivery import ordering
+from braze_forwarder.delivery.ledger import DynamoLedger
 from braze_forwarder.delivery.ordering import OrderGate
 from braze_forwarder.delivery_model import Message, Parcel, State
 from braze_forwarder.user_order import OrderRecord, OrderStore, user_digest
@@ -46,6 +47,12 @@ def store():
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName="ledger",
+            KeySchema=[{"AttributeName": "message_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "message_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         yield OrderStore("order")
         ordering.forget_snapshots()
         aws.reset()
@@ -56,11 +63,14 @@ def events_queue(store) -> str:
     return boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="events")["QueueUrl"]
 
 
+LEDGER = DynamoLedger("ledger", ttl_seconds=14 * 24 * 3600)
+
+
 def gate(store: OrderStore, queue_url: str = "", now: float | None = None) -> tuple[OrderGate, list[dict[str, Any]]]:
     kept: list[dict[str, Any]] = []
     config = dataclasses.replace(CONFIG, events_queue_url=queue_url or "not-written")
     clock = (lambda: now) if now is not None else time.time
-    return OrderGate(store, config, kept.append, clock=clock), kept
+    return OrderGate(store, LEDGER, config, kept.append, clock=clock), kept
 
 
 def parcels(kind: str, objects: list[tuple[str, Any]], accepted_at: str = "", received_at: str = "") -> list[Parcel]:
