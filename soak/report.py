@@ -23,8 +23,9 @@ expected, or the run fails:
 
 An object the sender held (accepted after its user's delete, the delete not yet in Braze) goes back
 to the queue in a new envelope of the sender's making (`resent`): not "queued twice". If the
-invocation that held it died before its ledger write, the message comes back and the object is held
-(or sent) again: (i), at the hold.
+invocation that held it died before its message was acknowledged, the message comes back and sends
+the object as the same copy again (the hold is in the ledger, docs/ordering.md), which the ledger
+delivers once: a duplicate there is unexplained (the old `after_hold_resend`, closed).
 
 Deleted users (soak/load.py): each of their objects is ordered against the delete by the client's
 times. *Before*: the client had the object's 2xx before it sent the delete; *after*: it sent the
@@ -52,7 +53,6 @@ from soak.load import LoadResult, soak_id
 TRACK_PATH = "/users/track"
 DELETE_PATH = "/users/delete"
 DROPPED_AFTER_DELETE = "DROPPED_AFTER_DELETE"
-HOLD_WINDOW = "after_hold_resend"  # (i) at the hold: re-sent to the queue, then killed before the ledger
 OBJECT_ARRAYS = ("events", "purchases")
 
 
@@ -401,19 +401,6 @@ def _sqs_handed_out_again(carriers: Sequence[Carrier], delivery: Delivery, resen
     )
 
 
-def _held_then_killed(carriers: Sequence[Carrier], resent: frozenset[str], delivery: Delivery, again: Delivery) -> bool:
-    """The object went back to the queue twice or more (held), because an invocation that held it was
-    killed before its ledger write: its message came back and held (or sent) the object again."""
-    if not any(c.envelope_id in resent for c in carriers):
-        return False
-    killed = [c for c in carriers if c.kill_point is not None and not c.recorded and c.ended <= again.time]
-    return any(
-        other.envelope_id == dead.envelope_id and other.invocation > dead.invocation
-        for dead in killed
-        for other in carriers
-    )
-
-
 def _describe(carrier: Carrier) -> dict[str, Any]:
     described = {name: getattr(carrier, name) for name in Carrier.__slots__}
     described["started"], described["ended"] = round(carrier.started, 3), round(carrier.ended, 3)
@@ -460,9 +447,6 @@ def _explain_duplicates(
                 continue
             if _sqs_handed_out_again(carriers.get(identifier, ()), delivery, again):
                 found.window_sqs_again += 1
-                continue
-            if _held_then_killed(carriers.get(identifier, ()), resent, delivery, again):
-                found.window_kill[HOLD_WINDOW] += 1
                 continue
             found.unexplained += 1
             if len(found.unexplained_examples) < 10:

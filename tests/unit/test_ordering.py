@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from braze_forwarder import aws, queue, user_order
+from braze_forwarder import aws, ledger_entries, queue, user_order
 from braze_forwarder.config import SenderSettings
 from braze_forwarder.delivery import ordering
 from braze_forwarder.delivery.ledger import DynamoLedger
@@ -294,6 +294,20 @@ def test_a_copy_sqs_refused_stays_recorded_and_goes_as_that_copy_when_its_messag
     assert envelope is not None
     assert copy.id == ordering._copy_ids(f"{envelope.id}/held/0,1")(0)
     assert [i.object["properties"]["seq"] for i in copy.items] == [1, 2]
+
+
+def test_the_ledger_keeps_held_groups_through_a_partial_delivery_and_across_attempts(store):
+    """A message whose copy SQS refused fails, and its partial delivery is recorded: the held group
+    must stay, or the returning message would judge those objects anew while the copy may exist."""
+    LEDGER.record_hold("envelope-1", (4, 2))
+    LEDGER.record("envelope-1", [0, 1])
+    LEDGER.record_hold("envelope-1", (3,))  # another call's objects held on the next attempt
+    LEDGER.record_hold("envelope-1", (4, 2))  # the same group again: one group
+
+    assert LEDGER.entries(["envelope-1", "envelope-2"]) == {
+        "envelope-1": LedgerEntry(frozenset({0, 1}), ((3,), (4, 2)))
+    }
+    assert ledger_entries.done_positions("ledger", ["envelope-1"]) == {"envelope-1": frozenset({0, 1})}
 
 
 def test_a_held_group_is_not_recorded_when_nothing_is_held(store, events_queue):
