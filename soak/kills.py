@@ -127,6 +127,8 @@ class KillSwitch:
         self.listeners: list[Callable[[str, InvocationRecord], None]] = []
         # Calls the sender got no answer to: (sent, gave up, soak ids of their objects).
         self.unanswered: list[tuple[float, float, frozenset[str]]] = []
+        self.hold_writes = 0  # held groups recorded in the ledger before their copy (one write each)
+        self.hold_write_positions = 0  # the objects those groups held
 
     # -- installing --------------------------------------------------------------------------------
 
@@ -286,6 +288,13 @@ class KillSwitch:
         if due:
             self._kill(invocation, AFTER_LEDGER_WRITE)
 
+    def hold_recorded(self, invocation: InvocationRecord | None, envelope_id: str, objects: int) -> None:
+        """After a held group's ledger write: count it; the armed ledger kill may land here (nothing done)."""
+        with self._lock:
+            self.hold_writes += 1
+            self.hold_write_positions += objects
+        self.ledger_recorded(invocation, envelope_id, ())
+
     # -- what happened ----------------------------------------------------------------------------------
 
     def killed(self) -> list[InvocationRecord]:
@@ -357,7 +366,7 @@ class _KillableLedger:
         invocation = self._switch.current()
         self._switch.check_alive(invocation)
         self._real.record_hold(envelope_id, positions)
-        self._switch.ledger_recorded(invocation, envelope_id, ())
+        self._switch.hold_recorded(invocation, envelope_id, len(positions))
 
 
 class _KillableRejects:

@@ -151,6 +151,8 @@ class Findings:
     ingest_objects_queued_before_503: int = 0
     queued_twice: int = 0  # objects found in more than one envelope: queued again by a retry
     held_resent: int = 0  # objects the sender held and sent back to the queue (a delete not yet in Braze)
+    hold_writes: int = 0  # held groups recorded in the ledger before their copy: one write each
+    hold_write_objects: int = 0  # the objects of those groups (a returning message's copy writes nothing)
     deletions: DeletionFindings = field(default_factory=lambda: DeletionFindings())
 
     @property
@@ -213,6 +215,7 @@ def analyse(
     found.deletions = _judge_deletions(load, deliveries, _delete_times(braze_requests), dropped, set(kept_ids))
     found.deletions.dropped_lines, found.deletions.dropped_unattributed = len(drop_lines), unattributed
     found.held_resent = sum(any(c.envelope_id in resent for c in held) for held in carriers.values())
+    found.hold_writes, found.hold_write_objects = switch.hold_writes, switch.hold_write_positions
     _explain_duplicates(found, deliveries, carriers, switch.unanswered, resent)
     _count_kills(found, switch)
     _count_braze(found, braze_requests, braze_stats)
@@ -581,7 +584,8 @@ def render(found: Findings, title: str, spare_from_receive: int) -> str:
         row(
             "  held, re-queued",
             n(found.held_resent),
-            "objects sent after their user's delete, held until it reached Braze (not queued twice)",
+            "objects sent after their user's delete, held until it reached Braze (not queued twice); "
+            f"{n(found.hold_writes)} held groups recorded in the ledger for {n(found.hold_write_objects)} held objects",
         ),
         row(
             "deleted users",
