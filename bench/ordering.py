@@ -73,6 +73,128 @@ def main() -> None:
         "$ at $0.125/M RRU and $0.625/M WRU; ms/inv is the gate's time on moto in-process (a real table "
         "adds a few ms per request: one Query per invocation, a GetItem per delete)",
     )
+    holds()
+
+
+HELD_MESSAGES = 200  # messages of PER_MESSAGE objects, each holding some behind an undelivered alias
+
+
+def holds() -> None:
+    """The delivery ledger's traffic for held objects: one UpdateItem per held group before its copy
+    goes to SQS, and none when a message whose copy may be queued comes back (it sends that copy)."""
+    rows = []
+    for held_per_message in (1, 10, PER_MESSAGE):
+        counts = run_holds(held_per_message)
+        held = HELD_MESSAGES * held_per_message
+        rows.append(
+            [
+                f"{held_per_message}",
+                f"{held:,}",
+                f"{counts['UpdateItem']:,}",
+                f"{counts['SendMessageBatch']:,}",
+                f"{counts['returned UpdateItem']:,}",
+                f"{counts['returned SendMessageBatch']:,}",
+                f"{counts['UpdateItem'] / held * 1_000_000:,.0f}",
+                f"{counts['UpdateItem'] / held * 1_000_000 * WRU_DOLLARS:.3f}",
+            ]
+        )
+    print_table(
+        f"Order per user: delivery-ledger cost of held objects ({HELD_MESSAGES} messages of {PER_MESSAGE})",
+        [
+            "held a message",
+            "held objects",
+            "ledger UpdateItem",
+            "SQS batches",
+            "back: UpdateItem",
+            "back: SQS batches",
+            "WRU/M held",
+            "$/M held",
+        ],
+        rows,
+        "the order gate against moto (a user's undelivered alias holds their objects); each message is "
+        "opened again (back:), as after a sender killed before acknowledging it: its recorded group goes "
+        "as the same copy, no ledger write; items < 1 KB (a group of up to ~250 positions): 1 WRU a write, "
+        "$0.625/M WRU",
+    )
+
+
+def run_holds(held_per_message: int) -> Counter[str]:
+    import boto3
+    from moto import mock_aws
+
+    from braze_forwarder import aws, queue
+    from braze_forwarder.config import SenderSettings
+    from braze_forwarder.delivery import ordering
+    from braze_forwarder.delivery.ledger import DynamoLedger
+    from braze_forwarder.delivery_model import Message, Parcel
+    from braze_forwarder.user_order import OrderRecord, OrderStore, user_digest
+
+    counts: Counter[str] = Counter()
+    with mock_aws():
+        aws.reset()
+        ordering.forget_snapshots()
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.create_table(
+            TableName="order",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.create_table(
+            TableName="ledger",
+            KeySchema=[{"AttributeName": "message_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "message_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        queue_url = boto3.client("sqs").create_queue(QueueName="events")["QueueUrl"]
+        phase = [""]
+
+        def count(event_name: str, **_: Any) -> None:
+            counts[phase[0] + event_name.rsplit(".", 1)[-1]] += 1
+
+        aws.client("dynamodb").meta.events.register("before-call.dynamodb.*", count)
+        aws.client("sqs").meta.events.register("before-call.sqs.*", count)
+        store, ledger = OrderStore("order"), DynamoLedger("ledger", ttl_seconds=3600)
+        config = SenderSettings(
+            braze_rest_endpoint="https://rest.iad-01.braze.com",
+            braze_api_key_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:bench",
+            ledger_table="ledger",
+            rejected_bucket="bench",
+            user_order_table="order",
+            events_queue_url=queue_url,
+        )
+        accepted = queue.utc_now_iso()
+        store.put([OrderRecord("alias", user_digest(("external_id", "held")), ordering._plus(accepted, -1))])
+        bodies = []
+        for m in range(HELD_MESSAGES):
+            objects = [
+                ("events", n, queue.encode_object({"external_id": "held" if n < held_per_message else f"u-{m}-{n}",
+                                                   "name": "played", "time": accepted}))
+                for n in range(PER_MESSAGE)
+            ]  # fmt: skip
+            bodies += queue.build_messages("track", objects, source="bench", correlation_id=None,
+                                           max_message_bytes=1 << 20, accepted_at=accepted)  # fmt: skip
+
+        def opened(body: str) -> Message:
+            message = Message("m", body, queue.decode(body))
+            assert message.envelope is not None
+            entry = ledger.entries([message.envelope.id]).get(message.envelope.id)
+            message.held_before = entry.held if entry else ()
+            for n, item in enumerate(message.envelope.items):
+                user = ordering.parcel_user("track", item.array, item.object)
+                message.parcels.append(Parcel("track", item.array, item.object, 1, user, message, n, item.index))
+            return message
+
+        for phase[0] in ("", "returned "):  # the second pass: every message back, as after a kill
+            for start in range(0, len(bodies), 10):
+                gate = ordering.OrderGate(store, ledger, config, lambda record: None)
+                gate.open([p for body in bodies[start : start + 10] for p in opened(body).parcels])
+        aws.reset()
+        ordering.forget_snapshots()
+    return counts
 
 
 def run(messages_per_invocation: int) -> tuple[Counter[str], int, float]:
@@ -83,6 +205,7 @@ def run(messages_per_invocation: int) -> tuple[Counter[str], int, float]:
     from braze_forwarder import aws, queue
     from braze_forwarder.config import SenderSettings
     from braze_forwarder.delivery import ordering
+    from braze_forwarder.delivery.ledger import DynamoLedger
     from braze_forwarder.delivery_model import Message, Parcel, State
     from braze_forwarder.user_order import OrderRecord, OrderStore, user_digest
 
@@ -107,6 +230,7 @@ def run(messages_per_invocation: int) -> tuple[Counter[str], int, float]:
 
         client.meta.events.register("before-call.dynamodb.*", count)
         store = OrderStore("order")
+        ledger = DynamoLedger("bench", ttl_seconds=3600)  # written only by holds, which this load makes none of
         config = SenderSettings(
             braze_rest_endpoint="https://rest.iad-01.braze.com",
             braze_api_key_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:bench",
@@ -158,7 +282,7 @@ def run(messages_per_invocation: int) -> tuple[Counter[str], int, float]:
                 continue
             # Deletes are judged a fence later: the gate's clock is that far ahead for them.
             clock = lambda: time.time() + 3600  # noqa: E731
-            gate = ordering.OrderGate(store, config, lambda record: None, clock=clock)
+            gate = ordering.OrderGate(store, ledger, config, lambda record: None, clock=clock)
             start = time.perf_counter()
             to_send = gate.open([p for m in batch for p in m.parcels])
             for parcel in to_send:

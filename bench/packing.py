@@ -126,7 +126,7 @@ def throughput_rows() -> list[list[str]]:
             parts = sender_module.SenderParts(
                 client,
                 api_key,
-                ledger=mock.Mock(done_positions=mock.Mock(return_value={})),
+                ledger=mock.Mock(entries=mock.Mock(return_value={})),
                 rejects=mock.Mock(),
                 order=_NoOrderRecords("bench"),
             )

@@ -32,7 +32,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +127,8 @@ class KillSwitch:
         self.listeners: list[Callable[[str, InvocationRecord], None]] = []
         # Calls the sender got no answer to: (sent, gave up, soak ids of their objects).
         self.unanswered: list[tuple[float, float, frozenset[str]]] = []
+        self.hold_writes = 0  # held groups recorded in the ledger before their copy (one write each)
+        self.hold_write_positions = 0  # the objects those groups held
 
     # -- installing --------------------------------------------------------------------------------
 
@@ -278,12 +280,20 @@ class KillSwitch:
             return
         with self._lock:
             invocation.ledger_writes += 1
-            invocation.ledger[envelope_id] = frozenset(positions)
+            if positions := frozenset(positions):  # none: a held group noted, nothing done
+                invocation.ledger[envelope_id] = positions
             due = self.ledger_kill_armed and not invocation.spared
             if due:
                 self.ledger_kill_armed = False
         if due:
             self._kill(invocation, AFTER_LEDGER_WRITE)
+
+    def hold_recorded(self, invocation: InvocationRecord | None, envelope_id: str, objects: int) -> None:
+        """After a held group's ledger write: count it; the armed ledger kill may land here (nothing done)."""
+        with self._lock:
+            self.hold_writes += 1
+            self.hold_write_positions += objects
+        self.ledger_recorded(invocation, envelope_id, ())
 
     # -- what happened ----------------------------------------------------------------------------------
 
@@ -336,8 +346,8 @@ class _KillableLedger:
         self._real = real
         self._switch = switch
 
-    def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
-        return self._real.done_positions(envelope_ids)
+    def entries(self, envelope_ids: Iterable[str]) -> Any:
+        return self._real.entries(envelope_ids)
 
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
         positions = frozenset(positions)
@@ -349,6 +359,14 @@ class _KillableLedger:
     def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
         for envelope_id, positions in entries.items():
             self.record(envelope_id, positions)
+
+    def record_hold(self, envelope_id: str, positions: Sequence[int]) -> None:
+        """Held positions, noted before their copy is queued: the armed ledger kill may land here, between
+        the note and SQS (the copy is then sent when the message returns); nothing is recorded done."""
+        invocation = self._switch.current()
+        self._switch.check_alive(invocation)
+        self._real.record_hold(envelope_id, positions)
+        self._switch.hold_recorded(invocation, envelope_id, len(positions))
 
 
 class _KillableRejects:

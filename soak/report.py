@@ -23,8 +23,9 @@ expected, or the run fails:
 
 An object the sender held (accepted after its user's delete, the delete not yet in Braze) goes back
 to the queue in a new envelope of the sender's making (`resent`): not "queued twice". If the
-invocation that held it died before its ledger write, the message comes back and the object is held
-(or sent) again: (i), at the hold.
+invocation that held it died before its message was acknowledged, the message comes back and sends
+the object as the same copy again (the hold is in the ledger, docs/ordering.md), which the ledger
+delivers once: a duplicate there is unexplained (the old `after_hold_resend`, closed).
 
 Deleted users (soak/load.py): each of their objects is ordered against the delete by the client's
 times. *Before*: the client had the object's 2xx before it sent the delete; *after*: it sent the
@@ -52,7 +53,6 @@ from soak.load import LoadResult, soak_id
 TRACK_PATH = "/users/track"
 DELETE_PATH = "/users/delete"
 DROPPED_AFTER_DELETE = "DROPPED_AFTER_DELETE"
-HOLD_WINDOW = "after_hold_resend"  # (i) at the hold: re-sent to the queue, then killed before the ledger
 OBJECT_ARRAYS = ("events", "purchases")
 
 
@@ -151,6 +151,8 @@ class Findings:
     ingest_objects_queued_before_503: int = 0
     queued_twice: int = 0  # objects found in more than one envelope: queued again by a retry
     held_resent: int = 0  # objects the sender held and sent back to the queue (a delete not yet in Braze)
+    hold_writes: int = 0  # held groups recorded in the ledger before their copy: one write each
+    hold_write_objects: int = 0  # the objects of those groups (a returning message's copy writes nothing)
     deletions: DeletionFindings = field(default_factory=lambda: DeletionFindings())
 
     @property
@@ -213,6 +215,7 @@ def analyse(
     found.deletions = _judge_deletions(load, deliveries, _delete_times(braze_requests), dropped, set(kept_ids))
     found.deletions.dropped_lines, found.deletions.dropped_unattributed = len(drop_lines), unattributed
     found.held_resent = sum(any(c.envelope_id in resent for c in held) for held in carriers.values())
+    found.hold_writes, found.hold_write_objects = switch.hold_writes, switch.hold_write_positions
     _explain_duplicates(found, deliveries, carriers, switch.unanswered, resent)
     _count_kills(found, switch)
     _count_braze(found, braze_requests, braze_stats)
@@ -401,19 +404,6 @@ def _sqs_handed_out_again(carriers: Sequence[Carrier], delivery: Delivery, resen
     )
 
 
-def _held_then_killed(carriers: Sequence[Carrier], resent: frozenset[str], delivery: Delivery, again: Delivery) -> bool:
-    """The object went back to the queue twice or more (held), because an invocation that held it was
-    killed before its ledger write: its message came back and held (or sent) the object again."""
-    if not any(c.envelope_id in resent for c in carriers):
-        return False
-    killed = [c for c in carriers if c.kill_point is not None and not c.recorded and c.ended <= again.time]
-    return any(
-        other.envelope_id == dead.envelope_id and other.invocation > dead.invocation
-        for dead in killed
-        for other in carriers
-    )
-
-
 def _describe(carrier: Carrier) -> dict[str, Any]:
     described = {name: getattr(carrier, name) for name in Carrier.__slots__}
     described["started"], described["ended"] = round(carrier.started, 3), round(carrier.ended, 3)
@@ -460,9 +450,6 @@ def _explain_duplicates(
                 continue
             if _sqs_handed_out_again(carriers.get(identifier, ()), delivery, again):
                 found.window_sqs_again += 1
-                continue
-            if _held_then_killed(carriers.get(identifier, ()), resent, delivery, again):
-                found.window_kill[HOLD_WINDOW] += 1
                 continue
             found.unexplained += 1
             if len(found.unexplained_examples) < 10:
@@ -597,7 +584,8 @@ def render(found: Findings, title: str, spare_from_receive: int) -> str:
         row(
             "  held, re-queued",
             n(found.held_resent),
-            "objects sent after their user's delete, held until it reached Braze (not queued twice)",
+            "objects sent after their user's delete, held until it reached Braze (not queued twice); "
+            f"{n(found.hold_writes)} held groups recorded in the ledger for {n(found.hold_write_objects)} held objects",
         ),
         row(
             "deleted users",

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import boto3
 import pytest
 
 from braze_forwarder import queue
 from braze_forwarder.delivery import ordering
+from braze_forwarder.delivery.ledger import DynamoLedger
 from braze_forwarder.user_order import OrderRecord, OrderStore, user_digest
 from local.braze_sandbox import BrazeSandbox, SandboxConfig, ScriptedResponse
 from tests.conftest import LambdaContextStub, load_event, use_sender_environment
@@ -48,12 +50,13 @@ def store(aws_stack) -> OrderStore:
 
 @pytest.fixture
 def send(aws_stack, monkeypatch, braze) -> Iterator[Callable[..., dict[str, Any]]]:
-    use_sender_environment(monkeypatch, aws_stack, braze.url, BRAZE_KEY)
+    # Held objects come back after a second: the tests read their copies from the queue.
+    use_sender_environment(monkeypatch, aws_stack, braze.url, BRAZE_KEY, ORDER_HOLD_DELAY_SECONDS="1")
     from functions.braze_sender import app
 
     app.reset()
 
-    def run(*bodies: str, order: OrderStore | None = None) -> dict[str, Any]:
+    def run(*bodies: str, order: OrderStore | None = None, ledger: DynamoLedger | None = None) -> dict[str, Any]:
         event = load_event("braze_sender_sqs.json")
         template = event["Records"][0]
         event["Records"] = [{**template, "messageId": f"msg-{n}", "body": body} for n, body in enumerate(bodies)]
@@ -63,6 +66,8 @@ def send(aws_stack, monkeypatch, braze) -> Iterator[Callable[..., dict[str, Any]
         parts = app.sender_parts()
         if order is not None:
             parts = dataclasses.replace(parts, order=order)
+        if ledger is not None:
+            parts = dataclasses.replace(parts, ledger=ledger)
         return app.lambda_handler(event, LambdaContextStub(remaining_millis=60_000), parts=parts)
 
     yield run
@@ -97,6 +102,22 @@ def delete(store: OrderStore, user: str, accepted_at: str) -> str:
     return envelope("delete", [("external_ids", user)], accepted_at)
 
 
+def held_copies(aws_stack, count: int = 1) -> list[str]:
+    """The next `count` copies of held objects the sender sent back to the events queue, as SQS hands
+    them out once their delay is over (taken off the queue: the tests hand them to the sender)."""
+    sqs, url = boto3.client("sqs"), aws_stack.refs["EventsQueue"]
+    bodies: list[str] = []
+    for _ in range(10):  # each receive waits up to 2 s for the delay to end
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
+        for message in received:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            bodies.append(message["Body"])
+        if len(bodies) >= count:
+            break
+    assert len(bodies) == count and all(queue.decode(body).dedupe for body in bodies)
+    return bodies
+
+
 def seqs(entries: list[dict[str, Any]] | None) -> list[int]:
     """The events of a sandbox history, by the seq their time names."""
     return [int(e["time"][-3:-1]) for e in entries or [] if e.get("op") == "event"]
@@ -113,7 +134,8 @@ def test_track_delete_track_leaves_only_the_objects_accepted_after_the_delete(se
     held = send(after)  # accepted after an undelivered delete: back to the queue, the message acknowledged
     assert failed_ids(held) == []
     assert failed_ids(send(deletion)) == []
-    assert failed_ids(send(after)) == []  # the held objects, once more
+    [copy] = held_copies(aws_stack)
+    assert failed_ids(send(copy)) == []  # the held objects, once more
     redriven = send(envelope("track", [played(0)], at(5)))  # a pre-delete message from the DLQ
 
     assert failed_ids(redriven) == []
@@ -145,6 +167,55 @@ def test_a_delete_sent_twice_is_harmless_and_a_delivered_one_never_deletes_the_f
     assert seqs(braze.since_deletion("alice")) == [3]
 
 
+def test_a_sender_killed_after_queueing_held_objects_delivers_them_once(send, braze, store, aws_stack):
+    """The sender holds an object, queues its copy and dies before SQS deletes the message (here: the
+    handler returns and its answer is lost). The message comes back after the delete reached Braze,
+    when a fresh judgement would send the object at once while its copy still waits in the queue."""
+    assert failed_ids(send(envelope("track", [played(1)], at(10)))) == []
+    deletion = delete(store, "alice", at(20))
+    after = envelope("track", [played(3)], at(30))
+
+    assert failed_ids(send(after)) == []  # held, its copy queued; then the sender died: the message returns
+    assert failed_ids(send(deletion)) == []
+    assert failed_ids(send(after)) == []  # the held group goes as the same copy again, not to Braze
+    assert braze.since_deletion("alice") == []
+    first, second = held_copies(aws_stack, 2)
+    assert queue.decode(first).id == queue.decode(second).id
+    assert failed_ids(send(first)) == []
+    assert failed_ids(send(second)) == []  # the ledger has the copy whole: skipped
+
+    assert seqs(braze.since_deletion("alice")) == [3]
+
+
+class Killed(BaseException):
+    """The execution environment died (no `except Exception` in the sender catches it)."""
+
+
+class DiesAfterRecordingAHold(DynamoLedger):
+    """The sender killed between recording a held group and SQS taking its copy."""
+
+    def record_hold(self, envelope_id: str, positions: Sequence[int]) -> None:
+        super().record_hold(envelope_id, positions)
+        raise Killed
+
+
+def test_a_sender_killed_between_recording_a_hold_and_queueing_its_copy_loses_nothing(send, braze, store, aws_stack):
+    assert failed_ids(send(envelope("track", [played(1)], at(10)))) == []
+    deletion = delete(store, "alice", at(20))
+    after = envelope("track", [played(3), played(4, "bob")], at(30))
+    dying = DiesAfterRecordingAHold(aws_stack.refs["DeliveryLedgerTable"], ttl_seconds=3600)
+
+    with pytest.raises(Killed):
+        send(after, ledger=dying)
+    assert failed_ids(send(deletion)) == []
+    assert failed_ids(send(after)) == []  # back: bob's event goes, alice's is sent as the recorded copy
+    [copy] = held_copies(aws_stack)
+    assert failed_ids(send(copy)) == []
+
+    assert seqs(braze.since_deletion("alice")) == [3]
+    assert history_seqs(braze, "bob") == [4]
+
+
 def test_a_delete_whose_answer_was_lost_is_sent_again_and_the_order_holds(send, braze, store):
     assert failed_ids(send(envelope("track", [played(1)], at(10)))) == []
     deletion = delete(store, "alice", at(20))
@@ -160,7 +231,7 @@ def test_a_delete_whose_answer_was_lost_is_sent_again_and_the_order_holds(send, 
     assert seqs(braze.since_deletion("alice")) == [3]
 
 
-def test_events_after_an_alias_wait_until_braze_has_the_alias(send, braze, store):
+def test_events_after_an_alias_wait_until_braze_has_the_alias(send, braze, store, aws_stack):
     alias = {"alias_name": "device-1", "alias_label": "device"}
     store.put([OrderRecord("alias", user_digest(("user_alias", "device-1", "device")), at(10))])
     aliased = envelope("alias", [("user_aliases", alias)], at(10))
@@ -173,9 +244,11 @@ def test_events_after_an_alias_wait_until_braze_has_the_alias(send, braze, store
 
     assert failed_ids(send(events)) == []  # held: the alias is not in Braze yet
     assert failed_ids(send(aliased)) == ["msg-0"]  # three 500s: back to the queue
-    assert failed_ids(send(events)) == []  # still held
+    [copy] = held_copies(aws_stack)
+    assert failed_ids(send(copy)) == []  # still held: a copy of the copy
     assert failed_ids(send(aliased)) == []
-    assert failed_ids(send(events)) == []
+    [copy] = held_copies(aws_stack)
+    assert failed_ids(send(copy)) == []
 
     assert seqs(braze.alias_history("device-1", "device")) == [1]
     assert store.get(OrderRecord("alias", user_digest(("user_alias", "device-1", "device")), at(10))) is None

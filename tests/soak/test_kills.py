@@ -13,6 +13,8 @@ import boto3
 import pytest
 
 from braze_forwarder import queue
+from braze_forwarder.delivery import ordering
+from braze_forwarder.user_order import OrderRecord, OrderStore, user_digest
 from local.braze_sandbox import BrazeSandbox, SandboxConfig, ScriptedResponse
 from soak.kills import (
     AFTER_BRAZE_2XX,
@@ -180,6 +182,31 @@ def test_killed_after_a_ledger_write_the_write_stands(sender, braze, aws_stack):
     assert sorted(int(n) for n in item["done"]["NS"]) == list(range(75))
     [invocation] = switch.killed()
     assert (invocation.kill_point, invocation.ledger_writes) == (AFTER_LEDGER_WRITE, 1)
+
+
+@pytest.mark.clock
+def test_the_ledger_kill_may_land_on_a_held_group_s_write_before_its_copy_is_queued(sender, braze, aws_stack):
+    """The gap the held group's record closes on the other side: recorded, then dead before SQS has
+    the copy. Nothing is marked done and no copy is queued; the returning message sends it."""
+    body = envelope(2)
+    a_minute_before = ordering._plus(queue.decode(body).order_time, -60)
+    OrderStore(aws_stack.refs["UserOrderTable"]).put(
+        [OrderRecord("delete", user_digest(("external_id", "user-0")), a_minute_before)]
+    )
+    switch, invoke = sender(KillPlan(forced=[AFTER_LEDGER_WRITE]))
+
+    with pytest.raises(Killed):
+        invoke(body)  # user-0's event is held (its delete not in Braze): the first ledger write
+
+    [item] = ledger_items(aws_stack)
+    assert item["held"]["SS"] == ["0"] and "done" not in item
+    [invocation] = switch.killed()
+    assert (invocation.kill_point, invocation.ledger, switch.hold_writes) == (AFTER_LEDGER_WRITE, {}, 1)
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=aws_stack.refs["EventsQueue"], AttributeNames=["All"]
+    )["Attributes"]
+    assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesDelayed"]) == ("0", "0")
+    assert track_calls(braze) == []
 
 
 def test_killed_after_the_handler_returned_its_answer_is_lost(sender, braze, aws_stack):

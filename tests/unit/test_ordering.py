@@ -12,11 +12,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from braze_forwarder import aws, queue, user_order
+from braze_forwarder import aws, ledger_entries, queue, user_order
 from braze_forwarder.config import SenderSettings
 from braze_forwarder.delivery import ordering
+from braze_forwarder.delivery.ledger import DynamoLedger
 from braze_forwarder.delivery.ordering import OrderGate
 from braze_forwarder.delivery_model import Message, Parcel, State
+from braze_forwarder.ledger_entries import LedgerEntry
 from braze_forwarder.user_order import OrderRecord, OrderStore, user_digest
 
 pytestmark = pytest.mark.clock
@@ -46,6 +48,12 @@ def store():
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName="ledger",
+            KeySchema=[{"AttributeName": "message_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "message_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         yield OrderStore("order")
         ordering.forget_snapshots()
         aws.reset()
@@ -56,11 +64,14 @@ def events_queue(store) -> str:
     return boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="events")["QueueUrl"]
 
 
+LEDGER = DynamoLedger("ledger", ttl_seconds=14 * 24 * 3600)
+
+
 def gate(store: OrderStore, queue_url: str = "", now: float | None = None) -> tuple[OrderGate, list[dict[str, Any]]]:
     kept: list[dict[str, Any]] = []
     config = dataclasses.replace(CONFIG, events_queue_url=queue_url or "not-written")
     clock = (lambda: now) if now is not None else time.time
-    return OrderGate(store, config, kept.append, clock=clock), kept
+    return OrderGate(store, LEDGER, config, kept.append, clock=clock), kept
 
 
 def parcels(kind: str, objects: list[tuple[str, Any]], accepted_at: str = "", received_at: str = "") -> list[Parcel]:
@@ -215,6 +226,101 @@ def test_the_same_objects_held_twice_go_back_as_copies_of_one_envelope_the_ledge
     judge.open(other)
     [message] = boto3.client("sqs").receive_message(QueueUrl=events_queue, MaxNumberOfMessages=10)["Messages"]
     assert queue.decode(message["Body"]).id != ids[0]
+
+
+def returning(batch: list[Parcel]) -> list[Parcel]:
+    """The batch's message come back from the queue, as the sender opens it: with the ledger's entry."""
+    original = batch[0].message
+    assert original.envelope is not None
+    entry = LEDGER.entries([original.envelope.id]).get(original.envelope.id, LedgerEntry())
+    message = Message(original.sqs_message_id, original.body, original.envelope, entry.done, entry.held)
+    back = [dataclasses.replace(p, message=message) for p in batch if p.position not in entry.done]
+    message.parcels = back
+    return back
+
+
+def copies(queue_url: str) -> list[queue.Envelope]:
+    received = boto3.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    return [queue.decode(m["Body"]) for m in received]
+
+
+def test_a_returning_message_sends_its_held_objects_as_the_same_copy_whatever_the_verdict_now(store, events_queue):
+    """Killed after the copy was queued and before the message was acknowledged: the message comes
+    back after the delete reached Braze. Sent directly, its objects would reach Braze twice (the copy
+    still waits in the queue); sent as the same copy (same id, dedupe), the ledger delivers them once."""
+    tombstone = OrderRecord("delete", ALICE, at(10))
+    store.put([tombstone])
+    batch = parcels("track", [event("bob", 0), event("alice", 1), event("alice", 2)], at(11))
+    judge, _ = gate(store, events_queue)
+    judge.hold_delay_seconds = 0
+
+    assert [p.object["external_id"] for p in judge.open(batch)] == ["bob"]
+    [first] = copies(events_queue)
+    assert batch[0].message.envelope is not None
+    assert LEDGER.entries([batch[0].message.envelope.id])[batch[0].message.envelope.id].held == ((1, 2),)
+
+    store.mark_delivered(tombstone)  # a fresh judgement would now send alice's objects
+    ordering.forget_snapshots()
+    back = returning(batch)
+    judge, _ = gate(store, events_queue)
+    judge.hold_delay_seconds = 0
+
+    assert [p.object["external_id"] for p in judge.open(back)] == ["bob"]
+    assert [p.state for p in back] == [State.PENDING, State.HELD, State.HELD]
+    [second] = copies(events_queue)
+    assert (second.id, second.items, second.dedupe) == (first.id, first.items, True)
+
+
+def test_a_copy_sqs_refused_stays_recorded_and_goes_as_that_copy_when_its_message_returns(store, events_queue):
+    """SQS's refusal may be a timeout after it took the copy: the held group stays in the ledger and
+    the returning message sends the same copy, not its objects directly."""
+    tombstone = OrderRecord("delete", ALICE, at(10))
+    store.put([tombstone])
+    batch = parcels("track", [event("alice", 1), event("alice", 2)], at(11))
+    refused, _ = gate(store, events_queue + "-gone")
+
+    assert refused.open(batch) == []
+    assert [p.state for p in batch] == [State.FAILED, State.FAILED] and refused.counts["held"] == 0
+
+    store.mark_delivered(tombstone)
+    ordering.forget_snapshots()
+    back = returning(batch)
+    judge, _ = gate(store, events_queue)
+    judge.hold_delay_seconds = 0
+
+    assert judge.open(back) == []
+    [copy] = copies(events_queue)
+    envelope = batch[0].message.envelope
+    assert envelope is not None
+    assert copy.id == ordering._copy_ids(f"{envelope.id}/held/0,1")(0)
+    assert [i.object["properties"]["seq"] for i in copy.items] == [1, 2]
+
+
+def test_the_ledger_keeps_held_groups_through_a_partial_delivery_and_across_attempts(store):
+    """A message whose copy SQS refused fails, and its partial delivery is recorded: the held group
+    must stay, or the returning message would judge those objects anew while the copy may exist."""
+    LEDGER.record_hold("envelope-1", (4, 2))
+    LEDGER.record("envelope-1", [0, 1])
+    LEDGER.record_hold("envelope-1", (3,))  # another call's objects held on the next attempt
+    LEDGER.record_hold("envelope-1", (4, 2))  # the same group again: one group
+
+    assert LEDGER.entries(["envelope-1", "envelope-2"]) == {
+        "envelope-1": LedgerEntry(frozenset({0, 1}), ((3,), (4, 2)))
+    }
+    assert ledger_entries.done_positions("ledger", ["envelope-1"]) == {"envelope-1": frozenset({0, 1})}
+
+
+def test_a_held_group_is_not_recorded_when_nothing_is_held(store, events_queue):
+    """The ledger write is the hold's alone: a batch the gate lets go writes nothing."""
+    tombstone = OrderRecord("delete", ALICE, at(10))
+    store.put([tombstone])
+    store.mark_delivered(tombstone)
+    batch = parcels("track", [event("alice", 1)], at(11))
+    judge, _ = gate(store, events_queue)
+
+    assert judge.open(batch) == batch
+    assert batch[0].message.envelope is not None
+    assert LEDGER.entries([batch[0].message.envelope.id]) == {}
 
 
 def test_a_delete_before_its_fence_goes_back_with_the_remaining_delay(store, events_queue):

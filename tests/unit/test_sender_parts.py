@@ -12,6 +12,7 @@ from braze_forwarder.braze.client import BrazeResponse
 from braze_forwarder.config import SenderSettings
 from braze_forwarder.delivery.attribute_state import Written
 from braze_forwarder.delivery.sender import Sender, SenderParts
+from braze_forwarder.ledger_entries import LedgerEntry
 from braze_forwarder.user_order import OrderRecord, OrderStore
 
 CONFIG = SenderSettings(
@@ -57,12 +58,22 @@ class Key:
 class Ledger:
     def __init__(self) -> None:
         self.done: dict[str, frozenset[int]] = {}
+        self.held: dict[str, set[tuple[int, ...]]] = {}
 
-    def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
-        return {envelope_id: self.done[envelope_id] for envelope_id in envelope_ids if envelope_id in self.done}
+    def entries(self, envelope_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        return {
+            envelope_id: LedgerEntry(
+                self.done.get(envelope_id, frozenset()), tuple(sorted(self.held.get(envelope_id, ())))
+            )
+            for envelope_id in envelope_ids
+            if envelope_id in self.done or envelope_id in self.held
+        }
 
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
         self.done[envelope_id] = frozenset(positions)
+
+    def record_hold(self, envelope_id: str, positions: Sequence[int]) -> None:
+        self.held.setdefault(envelope_id, set()).add(tuple(positions))
 
     def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
         for envelope_id, positions in entries.items():

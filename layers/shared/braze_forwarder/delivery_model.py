@@ -33,6 +33,9 @@ class Message:
     body: str
     envelope: queue.Envelope | None = None
     done_before: frozenset[int] = frozenset()
+    # Groups of positions an earlier attempt began sending back to the queue as a copy (the ledger's
+    # held groups): sent as that copy again, never judged anew (delivery.ordering).
+    held_before: tuple[tuple[int, ...], ...] = ()
     parcels: list[Parcel] = field(default_factory=list)
 
 

@@ -8,6 +8,12 @@ marked `dedupe` (an import's, whose id is deterministic): then it is recorded wh
 BatchWriteItem for the batch's such envelopes, so a copy queued twice finds every position done and
 is skipped (docs/imports.md).
 
+Before the order gate sends held objects back to the queue as a copy (a new envelope whose id derives
+from the original's and the positions, marked `dedupe`), it records the group of positions in the
+original's entry (record_hold): when the message comes back those positions are sent as that same
+copy again, never judged anew, so a copy and a direct delivery of the same objects cannot both reach
+Braze (docs/ordering.md).
+
 The sender is handed a Ledger (functions/braze_sender/app.py wires DynamoLedger); tests and the soak
 hand it their own, or wrap this one.
 """
@@ -15,19 +21,26 @@ hand it their own, or wrap this one.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from braze_forwarder import aws, ledger_entries
+from braze_forwarder.ledger_entries import LedgerEntry
 
 
 class Ledger(Protocol):
-    def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
-        """Positions already delivered or rejected, per envelope id that has a ledger entry."""
+    def entries(self, envelope_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        """Per envelope id that has a ledger entry: its positions already delivered or rejected, and
+        its groups of positions held into a copy."""
         ...
 
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
-        """Remember that these positions of an envelope are done (delivered or kept as rejected)."""
+        """Remember that these positions of an envelope are done (delivered or kept as rejected);
+        its held groups stay."""
+        ...
+
+    def record_hold(self, envelope_id: str, positions: Sequence[int]) -> None:
+        """Remember that these positions of an envelope, in this order, go back to the queue as one copy."""
         ...
 
     def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
@@ -42,15 +55,35 @@ class DynamoLedger:
         self.table = table
         self.ttl_seconds = ttl_seconds
 
-    def done_positions(self, envelope_ids: Iterable[str]) -> dict[str, frozenset[int]]:
-        return ledger_entries.done_positions(self.table, envelope_ids)
+    def entries(self, envelope_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        return ledger_entries.entries(self.table, envelope_ids)
 
     def record(self, envelope_id: str, positions: Iterable[int]) -> None:
         item = self._item(envelope_id, positions)
         if item is not None:
-            aws.client("dynamodb").put_item(TableName=self.table, Item=item)
+            # An update, not a put: the entry's held groups must outlive a partial delivery (a copy whose
+            # re-send failed is sent as the same copy when the message comes back).
+            aws.client("dynamodb").update_item(
+                TableName=self.table,
+                Key={"message_id": item["message_id"]},
+                UpdateExpression="SET done = :done, expires_at = :expires_at",
+                ExpressionAttributeValues={":done": item["done"], ":expires_at": item["expires_at"]},
+            )
+
+    def record_hold(self, envelope_id: str, positions: Sequence[int]) -> None:
+        aws.client("dynamodb").update_item(
+            TableName=self.table,
+            Key={"message_id": {"S": envelope_id}},
+            UpdateExpression="ADD held :group SET expires_at = :expires_at",
+            ExpressionAttributeValues={
+                ":group": {"SS": [ledger_entries.held_group(positions)]},
+                ":expires_at": {"N": str(int(time.time()) + self.ttl_seconds)},
+            },
+        )
 
     def record_many(self, entries: Mapping[str, Iterable[int]]) -> None:
+        # Puts (BatchWriteItem has no update): used for envelopes delivered whole, whose held groups,
+        # all done, are no longer needed.
         items = [item for envelope_id, positions in entries.items() if (item := self._item(envelope_id, positions))]
         aws.batch_put(aws.client("dynamodb"), self.table, items)
 

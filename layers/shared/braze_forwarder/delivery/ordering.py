@@ -12,7 +12,10 @@ names (user_order.identities):
   deciding record is read again (a warm container's snapshot may be stale); still undelivered, the
   held objects go back to the queue as a new message (same envelope fields, their own indexes) with
   a delay, and their positions are done, so the rest of the message goes on and no receive count
-  grows toward the DLQ;
+  grows toward the DLQ. The copy's id derives from the message's and the positions; before it is
+  sent the positions are recorded in the delivery ledger as held into it, and when the message comes
+  back (its sender died before marking them done) they are sent as that copy again, never judged
+  anew: were they sent directly, the first copy, still in the queue, would deliver them a second time;
 - after merge: accepted before a merge of its user that may already have reached Braze: sending it
   would re-create the merged-away profile, so it is kept as rejected (ARRIVED_AFTER_MERGE, with the
   object) for an operator to replay against the kept user;
@@ -43,6 +46,7 @@ from typing import Any, Literal
 from braze_forwarder import queue
 from braze_forwarder.config import SenderSettings
 from braze_forwarder.delivery.attribute_state import AttributeStore
+from braze_forwarder.delivery.ledger import Ledger
 from braze_forwarder.delivery_model import Parcel, State
 from braze_forwarder.observability import logger
 from braze_forwarder.user_order import (
@@ -81,9 +85,11 @@ _OVERDUE_RECHECKS_PER_INVOCATION = 25
 _OVERDUE_RECHECK_EVERY_SECONDS = 60.0
 _SQS_MAX_DELAY_SECONDS = 900
 # Ids of the copies that send objects back to the queue (uuid5 in a namespace of our own): the same
-# objects of the same message always get the same copy ids, marked `dedupe`. A sender killed after
-# the copy was queued and before its message's positions were marked done sends the message's
-# objects back again; the ledger then delivers the two copies once.
+# objects of the same message always get the same copy ids, marked `dedupe`, and a held group is
+# recorded in the ledger before its copy is sent. A sender killed after SQS took the copy and before
+# the message's positions were marked done meets the group again when the message returns and sends
+# the same copy again; the ledger delivers the two copies once. (A delete or merge sent back before
+# its fence is not recorded: back past the fence and sent, its copy finds it delivered, no call.)
 _COPY_NAMESPACE = uuid.UUID("0d1c4b6e-3f7a-4c52-8e19-7a2b5d9c6f31")
 _SQS_MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -132,12 +138,14 @@ class OrderGate:
     def __init__(
         self,
         store: OrderStore,
+        ledger: Ledger,
         config: SenderSettings,
         keep: Callable[[dict[str, Any]], None],
         attributes: AttributeStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.ledger = ledger  # held groups are recorded before their copy is sent
         self.keep = keep  # a line for the rejected-objects store
         self.attributes = attributes  # erased for a deleted user (delta sending on)
         self.clock = clock
@@ -165,6 +173,7 @@ class OrderGate:
         _warm[self.store.table] = self.snapshot
         now = self.clock()
         self._count_overdue(now)
+        parcels = self._send_held_before(parcels)
         for parcel in parcels:
             own = own_record(parcel)
             if own is not None:
@@ -358,37 +367,74 @@ class OrderGate:
             logger.exception("could not settle a superseded order record")
             parcel.state = State.FAILED
 
+    def _send_held_before(self, parcels: Sequence[Parcel]) -> list[Parcel]:
+        """Send the parcels of groups an earlier attempt recorded as held into a copy as that copy again,
+        whatever their verdict would be now; return the others, to be judged.
+
+        Such a group's copy may be in the queue already (the sender died after SQS took it and before
+        the positions were marked done): sending the objects directly would deliver them twice, and
+        sending the copy again (same id, `dedupe`) delivers them once. The same delay as a hold keeps
+        the two copies apart in time, so the second finds the first recorded whole. The copy is judged
+        when it arrives: still held, dropped by a later delete, or sent."""
+        groups: dict[tuple[int, tuple[int, ...]], list[Parcel]] = {}
+        to_judge: list[Parcel] = []
+        for parcel in parcels:
+            group = next((g for g in parcel.message.held_before if parcel.position in g), None)
+            if group is None:
+                to_judge.append(parcel)
+            else:
+                groups.setdefault((id(parcel.message), group), []).append(parcel)
+        for (_, positions), group_parcels in groups.items():
+            self._copy(group_parcels, positions, self.hold_delay_seconds, "held", record=False)
+        return to_judge
+
     def _requeue(self, parcels: list[Parcel], delay_seconds: int, count: str) -> None:
         """Send parcels back to the queue as new messages, one per original message, after a delay."""
         by_message: dict[int, list[Parcel]] = {}
         for parcel in parcels:
             by_message.setdefault(id(parcel.message), []).append(parcel)
         for group in by_message.values():
-            envelope = group[0].message.envelope
-            assert envelope is not None
-            items = [(p.array, p.index, queue.encode_object(p.object)) for p in group]
-            copy_ids = _copy_ids(f"{envelope.id}/{count}/" + ",".join(str(p.position) for p in group))
-            try:
-                bodies = queue.build_messages(
-                    envelope.kind,
-                    items,
-                    source=envelope.source,
-                    correlation_id=envelope.correlation_id,
-                    max_message_bytes=max(_SQS_MAX_MESSAGE_BYTES, len(group[0].message.body)),
-                    received_at=envelope.received_at,
-                    accepted_at=envelope.order_time,
-                    envelope_id=copy_ids,
-                    dedupe=True,
-                )
-                queue.send_messages(self.queue_url, bodies, delay_seconds=min(delay_seconds, _SQS_MAX_DELAY_SECONDS))
-            except Exception:
-                logger.exception("could not send held objects back to the queue; their message will be retried")
-                for parcel in group:
-                    parcel.state = State.FAILED
-                continue
-            for parcel in group:
-                parcel.state = State.HELD
-            self.counts[count] += len(group)
+            self._copy(group, tuple(p.position for p in group), delay_seconds, count, record=count == "held")
+
+    def _copy(
+        self, parcels: list[Parcel], positions: tuple[int, ...], delay_seconds: int, count: str, record: bool
+    ) -> None:
+        """Send these positions of one message back to the queue as its copy for `count`; `record`: first
+        note them in the ledger as held into it, so that a returning message sends that copy again."""
+        message = parcels[0].message
+        envelope = message.envelope
+        assert envelope is not None
+        # From the envelope, not the parcels: the copy sent again when the message returns is the same.
+        items = [
+            (envelope.items[n].array, envelope.items[n].index, queue.encode_object(envelope.items[n].object))
+            for n in positions
+        ]
+        copy_ids = _copy_ids(f"{envelope.id}/{count}/" + ",".join(str(n) for n in positions))
+        try:
+            if record:
+                self.ledger.record_hold(envelope.id, positions)
+            bodies = queue.build_messages(
+                envelope.kind,
+                items,
+                source=envelope.source,
+                correlation_id=envelope.correlation_id,
+                max_message_bytes=max(_SQS_MAX_MESSAGE_BYTES, len(message.body)),
+                received_at=envelope.received_at,
+                accepted_at=envelope.order_time,
+                envelope_id=copy_ids,
+                dedupe=True,
+            )
+            queue.send_messages(self.queue_url, bodies, delay_seconds=min(delay_seconds, _SQS_MAX_DELAY_SECONDS))
+        except Exception:
+            # Recorded as held, the group stays so: SQS may have taken the copy (a timeout is no
+            # refusal), and the returning message sends the same copy again.
+            logger.exception("could not send held objects back to the queue; their message will be retried")
+            for parcel in parcels:
+                parcel.state = State.FAILED
+            return
+        for parcel in parcels:
+            parcel.state = State.HELD
+        self.counts[count] += len(parcels)
 
 
 def _copy_ids(copy_of: str) -> Callable[[int], str]:

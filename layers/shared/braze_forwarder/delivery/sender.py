@@ -41,6 +41,7 @@ from braze_forwarder.delivery.ordering import FIRST_KINDS, OrderGate, parcel_use
 from braze_forwarder.delivery.rate_budget import NoBudget, RateBudget
 from braze_forwarder.delivery.savings import DataPointSavings
 from braze_forwarder.delivery_model import DONE, Message, Outcome, Parcel, State
+from braze_forwarder.ledger_entries import LedgerEntry
 from braze_forwarder.observability import MetricUnit, logger, metrics
 from braze_forwarder.rejects import RejectStore
 from braze_forwarder.user_order import OrderStore
@@ -162,7 +163,7 @@ class Sender:
         # Without DELTA_SENDING_ENABLED the attribute store is neither read nor written.
         self._savings = DataPointSavings(parts.attributes if config.delta_sending_enabled else None)
         self.order = OrderGate(
-            parts.order, config, self._keep, parts.attributes if config.delta_sending_enabled else None
+            parts.order, parts.ledger, config, self._keep, parts.attributes if config.delta_sending_enabled else None
         )
 
     # ------------------------------------------------------------------ the batch
@@ -226,16 +227,18 @@ class Sender:
                 self._keep(_envelope_record(message, str(exc)))
         opened = [m for m in messages if m.envelope is not None]
         # Each opened message has an envelope; mypy does not narrow through the filter above.
-        done = self.ledger.done_positions([m.envelope.id for m in opened])  # type: ignore[union-attr]
+        entries = self.ledger.entries([m.envelope.id for m in opened])  # type: ignore[union-attr]
         deduplicated: set[str] = set()
         for message in opened:
             envelope = message.envelope
             assert envelope is not None
-            message.done_before = done.get(envelope.id, frozenset())
+            entry = entries.get(envelope.id, LedgerEntry())
+            message.done_before = entry.done
             if envelope.dedupe:
                 if envelope.id in deduplicated:  # both copies in one batch: the first one carries the objects
                     message.done_before = frozenset(range(len(envelope.items)))
                 deduplicated.add(envelope.id)
+            message.held_before = tuple(group for group in entry.held if not message.done_before.issuperset(group))
             for position, item in enumerate(envelope.items):
                 if position in message.done_before:
                     outcome.skipped_already_done += 1
