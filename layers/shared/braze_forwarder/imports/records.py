@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,17 @@ def _s(value: str) -> dict[str, str]:
     return {"S": value}
 
 
+def _applied(write: Callable[..., Any], **request: Any) -> bool:
+    """Make a conditional DynamoDB write; False when its condition did not hold (another writer got there)."""
+    try:
+        write(**request)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 class ImportsTable:
     """The imports and their ranges in one DynamoDB table (the stack's ImportsTable)."""
 
@@ -148,12 +159,10 @@ class ImportsTable:
             "started_at_ms": _n(record.started_at_ms),
             "expires_at": _n(record.expires_at),
         }
-        try:
-            db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(import_id)")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
+        if not _applied(
+            db.put_item, TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(import_id)"
+        ):
+            return False
         # Ranges after the import: a crash in between leaves an `enqueuing` import that start repairs.
         self.put_ranges(record.import_id, ranges, record.expires_at)
         return True
@@ -183,20 +192,15 @@ class ImportsTable:
         """Move the import to `status` if it is in one of `only_from`; False if it was not."""
         allowed = list(only_from)
         names = {f":from{i}": _s(value) for i, value in enumerate(allowed)}
-        try:
-            self.db.update_item(
-                TableName=self.table,
-                Key=self._key(import_id, IMPORT_ITEM),
-                UpdateExpression="SET #status = :status, finished_at_ms = :now",
-                ConditionExpression=f"#status IN ({', '.join(names)})",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":status": _s(status), ":now": _n(int(time.time() * 1000)), **names},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return _applied(
+            self.db.update_item,
+            TableName=self.table,
+            Key=self._key(import_id, IMPORT_ITEM),
+            UpdateExpression="SET #status = :status, finished_at_ms = :now",
+            ConditionExpression=f"#status IN ({', '.join(names)})",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":status": _s(status), ":now": _n(int(time.time() * 1000)), **names},
+        )
 
     def get(self, import_id: str) -> Import | None:
         answer = self.db.get_item(TableName=self.table, Key=self._key(import_id, IMPORT_ITEM), ConsistentRead=True)
@@ -255,80 +259,62 @@ class ImportsTable:
     def claim(self, import_id: str, index: int, owner: str, lease_ms: int) -> bool:
         """Take the range's lease (free, expired, or already ours); False if another worker holds it."""
         now = int(time.time() * 1000)
-        try:
-            self.db.update_item(
-                TableName=self.table,
-                Key=self._key(import_id, range_item(index)),
-                UpdateExpression="SET lease_owner = :owner, lease_until_ms = :until",
-                ConditionExpression=(
-                    "attribute_exists(item_id) AND (attribute_not_exists(lease_owner) OR lease_owner = :owner"
-                    " OR lease_until_ms < :now)"
-                ),
-                ExpressionAttributeValues={":owner": _s(owner), ":until": _n(now + lease_ms), ":now": _n(now)},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return _applied(
+            self.db.update_item,
+            TableName=self.table,
+            Key=self._key(import_id, range_item(index)),
+            UpdateExpression="SET lease_owner = :owner, lease_until_ms = :until",
+            ConditionExpression=(
+                "attribute_exists(item_id) AND (attribute_not_exists(lease_owner) OR lease_owner = :owner"
+                " OR lease_until_ms < :now)"
+            ),
+            ExpressionAttributeValues={":owner": _s(owner), ":until": _n(now + lease_ms), ":now": _n(now)},
+        )
 
     def release(self, import_id: str, index: int, owner: str) -> None:
-        try:
-            self.db.update_item(
-                TableName=self.table,
-                Key=self._key(import_id, range_item(index)),
-                UpdateExpression="REMOVE lease_owner, lease_until_ms",
-                ConditionExpression="lease_owner = :owner",
-                ExpressionAttributeValues={":owner": _s(owner)},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        _applied(  # False: the lease is not ours any more, nothing to release
+            self.db.update_item,
+            TableName=self.table,
+            Key=self._key(import_id, range_item(index)),
+            UpdateExpression="REMOVE lease_owner, lease_until_ms",
+            ConditionExpression="lease_owner = :owner",
+            ExpressionAttributeValues={":owner": _s(owner)},
+        )
 
     def note_sending(self, import_id: str, index: int, owner: str, chunk: int, envelopes: int, now_ms: int) -> bool:
         """Note that chunk `chunk`'s `envelopes` envelopes are about to go to SQS; False if the range
         moved or another worker holds its lease (nothing may be sent then)."""
-        try:
-            self.db.update_item(
-                TableName=self.table,
-                Key=self._key(import_id, range_item(index)),
-                UpdateExpression="SET sending_chunk = :chunk, sending_envelopes = :envelopes, sending_at_ms = :now",
-                ConditionExpression="chunks_done = :chunk AND lease_owner = :owner",
-                ExpressionAttributeValues={
-                    ":chunk": _n(chunk),
-                    ":envelopes": _n(envelopes),
-                    ":now": _n(now_ms),
-                    ":owner": _s(owner),
-                },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return _applied(
+            self.db.update_item,
+            TableName=self.table,
+            Key=self._key(import_id, range_item(index)),
+            UpdateExpression="SET sending_chunk = :chunk, sending_envelopes = :envelopes, sending_at_ms = :now",
+            ConditionExpression="chunks_done = :chunk AND lease_owner = :owner",
+            ExpressionAttributeValues={
+                ":chunk": _n(chunk),
+                ":envelopes": _n(envelopes),
+                ":now": _n(now_ms),
+                ":owner": _s(owner),
+            },
+        )
 
     def remember_sent(self, import_id: str, index: int, owner: str, chunk: int, positions: Iterable[int]) -> bool:
         """Record which envelopes of chunk `chunk` SQS accepted when it refused others: the retry skips them."""
         numbers = sorted(set(positions))
         if not numbers:
             return True
-        try:
-            self.db.update_item(
-                TableName=self.table,
-                Key=self._key(import_id, range_item(index)),
-                UpdateExpression="ADD sent_envelopes :sent",
-                ConditionExpression="chunks_done = :chunk AND lease_owner = :owner",
-                ExpressionAttributeValues={
-                    ":sent": {"NS": [str(n) for n in numbers]},
-                    ":chunk": _n(chunk),
-                    ":owner": _s(owner),
-                },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return _applied(
+            self.db.update_item,
+            TableName=self.table,
+            Key=self._key(import_id, range_item(index)),
+            UpdateExpression="ADD sent_envelopes :sent",
+            ConditionExpression="chunks_done = :chunk AND lease_owner = :owner",
+            ExpressionAttributeValues={
+                ":sent": {"NS": [str(n) for n in numbers]},
+                ":chunk": _n(chunk),
+                ":owner": _s(owner),
+            },
+        )
 
     def advance(self, import_id: str, index: int, owner: str, chunk: int, progress: Progress, lease_ms: int) -> bool:
         """Acknowledge chunk `chunk` of the range and add its counts to the import, in one transaction.
