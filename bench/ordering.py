@@ -118,6 +118,19 @@ def holds() -> None:
     )
 
 
+def _create_order_table(dynamodb: Any) -> None:
+    """The UserOrderTable's shape, as the template declares it, in moto."""
+    dynamodb.create_table(
+        TableName="order",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def run_holds(held_per_message: int) -> Counter[str]:
     import boto3
     from moto import mock_aws
@@ -134,15 +147,7 @@ def run_holds(held_per_message: int) -> Counter[str]:
         aws.reset()
         ordering.forget_snapshots()
         dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(
-            TableName="order",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        _create_order_table(dynamodb)
         dynamodb.create_table(
             TableName="ledger",
             KeySchema=[{"AttributeName": "message_id", "KeyType": "HASH"}],
@@ -214,15 +219,7 @@ def run(messages_per_invocation: int) -> tuple[Counter[str], int, float]:
         aws.reset()
         ordering.forget_snapshots()
         dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(
-            TableName="order",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        _create_order_table(dynamodb)
         client = aws.client("dynamodb")
 
         def count(event_name: str, **_: Any) -> None:
